@@ -1,0 +1,62 @@
+//! Every bound of detcd, in one place, with etcd's defaults.
+//!
+//! A bound that is not here does not exist. Where etcd makes a bound configurable (a flag), the
+//! constant here is the default and the configured value travels in the member's config.
+
+/// Largest client request etcd accepts by default (`--max-request-bytes`): 1.5 MiB.
+/// A larger request fails with [`crate::Error::RequestTooLarge`].
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// Extra room gRPC gets above the request limit, so that an oversized request still decodes
+/// and gets etcd's own error rather than a transport error (etcd's `grpcOverheadBytes`).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Largest gRPC message the client port receives: request limit plus overhead.
+pub const MAX_GRPC_RECEIVE_BYTES: usize = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
+
+/// Most operations in one level of a txn (`--max-txn-ops`), counted as
+/// max(compares, success ops, failure ops); nested txns share what is left of the budget.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// Default backend quota (`--quota-backend-bytes`): 2 GiB.
+pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Largest quota etcd suggests: 8 GiB.
+pub const QUOTA_BACKEND_BYTES_MAX_SUGGESTED: u64 = 8 * 1024 * 1024 * 1024;
+
+/// Longest lease TTL etcd grants, in seconds (`MaxLeaseTTL`).
+pub const MAX_LEASE_TTL_S: i64 = 9_000_000_000;
+
+/// Applied entries between raft snapshots (`--snapshot-count`, etcd 3.6's default).
+pub const SNAPSHOT_COUNT_DEFAULT: u64 = 10_000;
+
+/// Entries kept in the raft log behind a snapshot for slow followers to catch up from.
+pub const SNAPSHOT_CATCH_UP_ENTRIES: u64 = 5_000;
+
+/// Default heartbeat interval (`--heartbeat-interval`), in milliseconds.
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 100;
+
+/// Default election timeout (`--election-timeout`), in milliseconds.
+pub const ELECTION_TIMEOUT_MS_DEFAULT: u64 = 1000;
+
+/// Events buffered per watcher before it moves to the unsynced group (etcd's `chanBufLen`).
+pub const WATCHER_EVENTS_MAX: usize = 128;
+
+/// Watchers moved from unsynced to synced in one batch (etcd's `maxWatchersPerSync`).
+pub const WATCHERS_PER_SYNC_MAX: usize = 512;
+
+/// Default interval between watch progress notifications, in milliseconds (10 minutes).
+pub const WATCH_PROGRESS_INTERVAL_MS_DEFAULT: u64 = 10 * 60 * 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_match_etcd_defaults() {
+        assert_eq!(MAX_REQUEST_BYTES, 1_572_864);
+        assert_eq!(MAX_GRPC_RECEIVE_BYTES, 2_097_152);
+        assert_eq!(MAX_TXN_OPS, 128);
+        assert_eq!(QUOTA_BACKEND_BYTES_DEFAULT, 2_147_483_648);
+    }
+}
