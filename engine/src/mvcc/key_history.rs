@@ -65,6 +65,11 @@ impl KeyHistory {
     /// Appends a put at `revision`, continuing the current generation if the key is live.
     pub fn put(&mut self, revision: Revision, value: Bytes, lease: i64) -> &Version {
         self.assert_after_last(revision);
+        if self.versions.capacity() == 0 {
+            // Most keys only ever hold one version at a time (compaction trims the rest); a
+            // default first allocation of four would triple the store's metadata per key.
+            self.versions.reserve_exact(1);
+        }
         let (create_revision, version) = match self.versions.last() {
             Some(live) if !live.is_tombstone() => (live.create_revision, live.version + 1),
             _ => (revision.main, 1),
