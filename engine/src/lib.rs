@@ -18,5 +18,6 @@
 pub mod error;
 pub mod limits;
 pub mod mvcc;
+pub mod time;
 
 pub use error::{Error, GrpcCode};

@@ -59,10 +59,10 @@ pub struct KvHash {
 /// The MVCC store. See the [module docs](super) for the contract.
 #[derive(Debug, Clone)]
 pub struct Store {
-    keys: BTreeMap<Bytes, KeyHistory>,
-    current_revision: i64,
+    pub(crate) keys: BTreeMap<Bytes, KeyHistory>,
+    pub(crate) current_revision: i64,
     /// The last compaction's revision; -1 before the first, as in etcd.
-    compact_revision: i64,
+    pub(crate) compact_revision: i64,
 }
 
 impl Default for Store {
