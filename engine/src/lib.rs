@@ -16,8 +16,11 @@
 //! Raft replication, leases, watches and membership (the `Node`) build on these.
 
 pub mod error;
+pub mod harness;
 pub mod limits;
 pub mod mvcc;
+pub mod node;
+pub mod raft;
 pub mod time;
 
 pub use error::{Error, GrpcCode};

@@ -48,6 +48,19 @@ pub const WATCHERS_PER_SYNC_MAX: usize = 512;
 /// Default interval between watch progress notifications, in milliseconds (10 minutes).
 pub const WATCH_PROGRESS_INTERVAL_MS_DEFAULT: u64 = 10 * 60 * 1000;
 
+// ---- raft ----
+
+/// Largest raft append message (raft-rs's `max_size_per_msg`; its default 0 would mean one entry
+/// per message).
+pub const RAFT_MAX_SIZE_PER_MSG_BYTES: u64 = 1024 * 1024;
+
+/// Append messages in flight to one follower (etcd's `maxInflightMsgs`).
+pub const RAFT_MAX_INFLIGHT_MSGS: usize = 4096 / 8;
+
+/// Client requests waiting for consensus on one member; more fail with `TooManyRequests`
+/// (etcd refuses when applied lags committed by more than 5,000 entries; we bound the queue).
+pub const PENDING_REQUESTS_MAX: usize = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

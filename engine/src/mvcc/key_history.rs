@@ -129,6 +129,12 @@ impl KeyHistory {
         self.versions.is_empty()
     }
 
+    /// Appends a version as it was (loading an image). The caller checks the order.
+    pub(crate) fn push_raw(&mut self, version: Version) {
+        self.assert_after_last(version.mod_revision);
+        self.versions.push(version);
+    }
+
     fn assert_after_last(&self, revision: Revision) {
         if let Some(last) = self.versions.last() {
             assert!(

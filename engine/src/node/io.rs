@@ -1,0 +1,89 @@
+//! What goes into a [`Node`](super::Node) and what comes out of it.
+
+use detcd_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+
+use crate::raft::{Entry, HardState, Message, Snapshot};
+use crate::Error;
+
+/// Chosen by the driver for each client request; the node answers with the same id. Unique
+/// among the requests in flight on this node.
+pub type RequestId = u64;
+
+/// Identifies a [`Persist`] output; the driver hands it back to `handle_persisted` once the
+/// data is durable. Tokens increase; persists complete in order.
+pub type PersistToken = u64;
+
+/// A client request the node serves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Linearizable (through ReadIndex) unless `serializable` is set (local state).
+    Range(RangeRequest),
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    /// A txn without writes in any branch is served as a read, like etcd.
+    Txn(TxnRequest),
+    Compact(CompactionRequest),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactionResponse),
+}
+
+impl Response {
+    /// The store revision the response's header carries.
+    pub fn revision(&self) -> i64 {
+        let header = match self {
+            Response::Range(r) => &r.header,
+            Response::Put(r) => &r.header,
+            Response::DeleteRange(r) => &r.header,
+            Response::Txn(r) => &r.header,
+            Response::Compact(r) => &r.header,
+        };
+        header.as_ref().map_or(0, |h| h.revision)
+    }
+}
+
+/// Data the driver must make durable, in order, before answering `handle_persisted(token)`.
+///
+/// Apply it as: if `snapshot` is set, it replaces the whole log (and the state image); then
+/// `entries` are appended, replacing any entries at or after `entries[0].index`; then
+/// `hard_state` is written. `must_sync` false means only the commit index changed: an fsync may
+/// be skipped or batched (raft-rs's `must_sync`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Persist {
+    pub token: PersistToken,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    pub must_sync: bool,
+}
+
+/// What the node asks of its driver. See [`Node::poll_output`](super::Node::poll_output).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a raft message to member `message.to`. Loss is fine; raft retries.
+    Send(Message),
+    /// Make this durable, then call `handle_persisted(token)`.
+    Persist(Persist),
+    /// The node took a snapshot of its applied state (raft snapshot metadata + a state image
+    /// as data). The driver writes it atomically; after that, the log before
+    /// `log_kept_from` is no longer needed for recovery. No answer is expected: until the
+    /// driver has written it, the log it already holds is enough to recover.
+    Snapshot {
+        snapshot: Snapshot,
+        log_kept_from: u64,
+    },
+    /// The answer to request `id`.
+    Respond {
+        id: RequestId,
+        result: Result<Response, Error>,
+    },
+}

@@ -1,0 +1,731 @@
+//! One member's whole state machine, sans IO: raft (raft-rs `RawNode`), the MVCC store, and the
+//! requests waiting on them.
+//!
+//! # Calling contract (quinn-proto's shape)
+//!
+//! The driver owns the IO. It feeds inputs, each with the member's current monotonic time:
+//! [`Node::handle_request`], [`Node::handle_message`], [`Node::handle_persisted`],
+//! [`Node::handle_timeout`] (call it when [`Node::poll_timeout`] is reached; calling it early
+//! is harmless). After every input it drains [`Node::poll_output`] until `None` and carries the
+//! outputs out **in order**:
+//!
+//! - `Send`: deliver to the peer (best effort);
+//! - `Persist`: make durable, then `handle_persisted(token)` — persists complete in token order;
+//! - `Snapshot`: write the snapshot atomically (no answer expected);
+//! - `Respond`: answer the client.
+//!
+//! # Durability
+//!
+//! Nothing is acknowledged before it is durable: raft-rs counts an entry as persisted (for
+//! commitment and elections) only once `handle_persisted` says so, committed entries are
+//! applied only after the persist carrying the commit index that covers them completed (so the
+//! commit index on disk never lags what was applied, raft-rs #392), and messages raft marks as
+//! "after persistence" (votes, follower acks) wait for it too. One persist is in flight at a
+//! time: while the driver syncs, raft keeps stepping and the next persist grows — group commit.
+//!
+//! # Determinism
+//!
+//! All randomness comes from a generator seeded by the caller. raft-rs draws election timeouts
+//! from the OS (`thread_rng`); after every call into raft we overwrite its draw with our own
+//! (see [`ElectionClock`]), so its value is never used.
+
+mod config;
+mod io;
+mod reads;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use ::raft::{RawNode, ReadState};
+use bytes::Bytes;
+use detcd_proto::etcdserverpb::{request_op, ResponseHeader, TxnRequest};
+use detcd_proto::internalpb::{internal_request, InternalRequest, StateImage};
+use prost::Message as _;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub use config::{Config, Recovered};
+pub use io::{Output, Persist, PersistToken, Request, RequestId, Response};
+use reads::{PendingRead, Reads};
+
+use crate::mvcc::{validate, NoLeases, Store};
+use crate::raft::{
+    discard_logger, ConfChangeV2, Entry, EntryType, LogStore, Message, Snapshot, StateRole,
+};
+use crate::time::Instant;
+use crate::{limits, Error};
+
+/// A client write waiting for its entry to be applied.
+#[derive(Debug, Clone, Copy)]
+struct PendingWrite {
+    id: RequestId,
+    deadline: Instant,
+    /// Leader changes seen when it was proposed: a timeout after a change is reported as
+    /// etcd's "possibly due to previous leader failure".
+    leader_changes: u64,
+}
+
+/// The persist in flight and what waits for it.
+#[derive(Debug)]
+struct InFlightPersist {
+    token: PersistToken,
+    /// Messages raft allows out only after this persist (votes, append acks).
+    messages: Vec<Message>,
+    /// Committed entries to apply once the commit index covering them is durable.
+    committed: Vec<Entry>,
+    /// A snapshot from the leader, to install once durable.
+    snapshot: Option<Snapshot>,
+}
+
+/// The election timeout, drawn by us, deterministically. A new timeout in
+/// `[election_ticks, 2 * election_ticks)` is drawn whenever raft's term or role changes or its
+/// election clock was reset (a heartbeat, a vote), which is when raft-rs itself would redraw;
+/// distinct draws on distinct members are what breaks split votes.
+#[derive(Debug)]
+struct ElectionClock {
+    timeout_ticks: usize,
+    term: u64,
+    role: StateRole,
+    elapsed: usize,
+}
+
+pub struct Node {
+    config: Config,
+    raw: RawNode<LogStore>,
+    rng: StdRng,
+    store: Store,
+    applied_index: u64,
+    /// Index of the last snapshot taken or installed.
+    snapshot_index: u64,
+    now: Instant,
+    next_tick: Instant,
+    election: ElectionClock,
+    outputs: VecDeque<Output>,
+    persist: Option<InFlightPersist>,
+    /// Proposal id → waiting client. Ids are unique across the cluster (see `next_proposal_id`).
+    writes: BTreeMap<u64, PendingWrite>,
+    reads: Reads,
+    proposal_id_base: u64,
+    proposal_seq: u64,
+    leader_id: u64,
+    leader_changes: u64,
+}
+
+impl Node {
+    /// A member starting from what its disk holds (`Recovered::default()` for a new one), with
+    /// all its randomness drawn from `seed`.
+    pub fn new(
+        config: Config,
+        recovered: Recovered,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Node, String> {
+        if config.id == 0 {
+            return Err("member id must not be 0".into());
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let snapshot = recovered.snapshot.filter(|s| s.get_metadata().index > 0);
+        let (store, applied_index) = match &snapshot {
+            Some(s) => (decode_image(&s.data)?, s.get_metadata().index),
+            None => (Store::new(), 0),
+        };
+        let log = LogStore::recover(
+            config.initial_voters.clone(),
+            recovered.hard_state,
+            snapshot,
+            recovered.entries,
+        )?;
+        let raft_config = ::raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: 1,
+            applied: applied_index,
+            max_size_per_msg: config.max_size_per_msg_bytes,
+            max_inflight_msgs: config.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            min_election_tick: config.election_ticks,
+            max_election_tick: 2 * config.election_ticks,
+            read_only_option: ::raft::ReadOnlyOption::Safe,
+            ..Default::default()
+        };
+        raft_config
+            .validate()
+            .map_err(|e| format!("raft config: {e}"))?;
+        let raw =
+            RawNode::new(&raft_config, log, &discard_logger()).map_err(|e| format!("raft: {e}"))?;
+        // Distinct bases make proposal ids unique across members and restarts.
+        let proposal_id_base = (config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            & 0xFFFF_0000_0000_0000)
+            | (rng.gen::<u64>() & 0x0000_FFFF_0000_0000);
+        let election = ElectionClock {
+            timeout_ticks: 0,
+            term: u64::MAX,
+            role: StateRole::Follower,
+            elapsed: 0,
+        };
+        let mut node = Node {
+            next_tick: now + config.heartbeat_interval,
+            config,
+            raw,
+            rng,
+            store,
+            applied_index,
+            snapshot_index: applied_index,
+            now,
+            election,
+            outputs: VecDeque::new(),
+            persist: None,
+            writes: BTreeMap::new(),
+            reads: Reads::default(),
+            proposal_id_base,
+            proposal_seq: 0,
+            leader_id: 0,
+            leader_changes: 0,
+        };
+        node.after_raft();
+        node.drive();
+        Ok(node)
+    }
+
+    // ---- inputs ---------------------------------------------------------------------------
+
+    pub fn handle_request(&mut self, now: Instant, id: RequestId, request: Request) {
+        self.advance_clock(now);
+        if let Err(e) = self.accept(id, request) {
+            self.respond(id, Err(e));
+        }
+        self.drive();
+    }
+
+    pub fn handle_message(&mut self, now: Instant, message: Message) {
+        self.advance_clock(now);
+        // Errors here are raft refusing a message (unknown peer, stale term); nothing to do.
+        let _ = self.raw.step(message);
+        self.after_raft();
+        self.drive();
+    }
+
+    pub fn handle_persisted(&mut self, now: Instant, token: PersistToken) {
+        self.advance_clock(now);
+        let persist = self
+            .persist
+            .take()
+            .expect("handle_persisted without a persist in flight");
+        assert_eq!(persist.token, token, "persists complete in order");
+        self.raw.on_persist_ready(token);
+        self.outputs
+            .extend(persist.messages.into_iter().map(Output::Send));
+        if let Some(snapshot) = persist.snapshot {
+            self.install_snapshot(&snapshot);
+        }
+        for entry in &persist.committed {
+            self.apply_entry(entry);
+        }
+        self.raw.advance_apply_to(self.applied_index);
+        self.after_apply();
+        self.drive();
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance_clock(now);
+        if now >= self.next_tick {
+            self.raw.tick();
+            self.after_raft();
+            // Like a Go ticker, a late clock gets one tick, not a burst: a paused member does
+            // not wake up to a flurry of ticks that would start an election at once.
+            let interval = self.config.heartbeat_interval;
+            self.next_tick = if now - self.next_tick >= interval {
+                now + interval
+            } else {
+                self.next_tick + interval
+            };
+        }
+        let mut failed = self.reads.expire(now);
+        let changes = self.leader_changes;
+        self.writes.retain(|_, w| {
+            let live = w.deadline > now;
+            if !live {
+                let e = if w.leader_changes != changes {
+                    Error::TimeoutDueToLeaderFail
+                } else {
+                    Error::Timeout
+                };
+                failed.push((w.id, e));
+            }
+            live
+        });
+        for (id, e) in failed {
+            self.respond(id, Err(e));
+        }
+        self.drive();
+    }
+
+    // ---- outputs --------------------------------------------------------------------------
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When `handle_timeout` has work: the next raft tick, request deadline or read retry.
+    pub fn poll_timeout(&self) -> Instant {
+        let writes = self.writes.values().map(|w| w.deadline).min();
+        let reads = self.reads.next_deadline(self.config.read_index_retry);
+        [Some(self.next_tick), writes, reads]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("next_tick is always set")
+    }
+
+    // ---- state ----------------------------------------------------------------------------
+
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    pub fn role(&self) -> StateRole {
+        self.raw.raft.state
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The leader this member knows of, 0 for none.
+    pub fn leader_id(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    /// Index of the last snapshot this member took or installed (0 for none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot_index
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    pub fn voters(&self) -> Vec<u64> {
+        self.raw.store().conf_state().voters.clone()
+    }
+
+    /// Requests waiting on consensus or a read index.
+    pub fn pending_requests(&self) -> usize {
+        self.writes.len() + self.reads.len()
+    }
+
+    /// Checks the node's own invariants; panics with a description if one is broken.
+    pub fn invariants(&self) {
+        assert!(
+            self.applied_index <= self.commit_index(),
+            "applied {} > committed {}",
+            self.applied_index,
+            self.commit_index()
+        );
+        assert!(
+            self.snapshot_index <= self.applied_index,
+            "snapshot {} > applied {}",
+            self.snapshot_index,
+            self.applied_index
+        );
+        assert!(self.store.current_revision() >= 1);
+        assert!(self.pending_requests() <= limits::PENDING_REQUESTS_MAX);
+    }
+
+    // ---- requests -------------------------------------------------------------------------
+
+    fn accept(&mut self, id: RequestId, request: Request) -> Result<(), Error> {
+        let size = match &request {
+            Request::Range(r) => r.encoded_len(),
+            Request::Put(r) => r.encoded_len(),
+            Request::DeleteRange(r) => r.encoded_len(),
+            Request::Txn(r) => r.encoded_len(),
+            Request::Compact(r) => r.encoded_len(),
+        };
+        if size > limits::MAX_REQUEST_BYTES {
+            return Err(Error::RequestTooLarge);
+        }
+        if self.pending_requests() >= limits::PENDING_REQUESTS_MAX {
+            return Err(Error::TooManyRequests);
+        }
+        let internal = match request {
+            Request::Range(r) if r.serializable => {
+                let response = self.store.range(&r)?;
+                self.respond(id, Ok(Response::Range(response)));
+                return Ok(());
+            }
+            Request::Range(ref r) => {
+                validate::check_range(r)?;
+                return self.enqueue_read(id, request);
+            }
+            Request::Txn(ref t) if txn_is_read_only(t) => {
+                validate::check_txn(t, limits::MAX_TXN_OPS)?;
+                return self.enqueue_read(id, request);
+            }
+            Request::Put(r) => {
+                validate::check_put(&r)?;
+                internal_request::Request::Put(r)
+            }
+            Request::DeleteRange(r) => {
+                validate::check_delete(&r)?;
+                internal_request::Request::DeleteRange(r)
+            }
+            Request::Txn(t) => {
+                validate::check_txn(&t, limits::MAX_TXN_OPS)?;
+                internal_request::Request::Txn(t)
+            }
+            Request::Compact(c) => internal_request::Request::Compaction(c),
+        };
+        self.propose(id, internal)
+    }
+
+    fn enqueue_read(&mut self, id: RequestId, request: Request) -> Result<(), Error> {
+        if self.leader_id() == 0 {
+            return Err(Error::NoLeader);
+        }
+        let deadline = self.now + self.config.request_timeout;
+        self.reads.enqueue(PendingRead {
+            id,
+            request,
+            deadline,
+        });
+        Ok(())
+    }
+
+    fn propose(&mut self, id: RequestId, request: internal_request::Request) -> Result<(), Error> {
+        if self.leader_id() == 0 {
+            return Err(Error::NoLeader);
+        }
+        self.proposal_seq += 1;
+        let proposal_id = self.proposal_id_base.wrapping_add(self.proposal_seq);
+        let data = InternalRequest {
+            id: proposal_id,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        match self.raw.propose(Vec::new(), data) {
+            Ok(()) => {
+                let deadline = self.now + self.config.request_timeout;
+                self.writes.insert(
+                    proposal_id,
+                    PendingWrite {
+                        id,
+                        deadline,
+                        leader_changes: self.leader_changes,
+                    },
+                );
+                self.after_raft();
+                Ok(())
+            }
+            // Dropped: no leader to forward to, or a leadership transfer is under way.
+            Err(_) => Err(Error::NoLeader),
+        }
+    }
+
+    fn respond(&mut self, id: RequestId, result: Result<Response, Error>) {
+        let result = result.map(|r| self.with_header(r));
+        self.outputs.push_back(Output::Respond { id, result });
+    }
+
+    /// Fills the header as etcd does: cluster and member ids and the raft term around the
+    /// revision the store put there.
+    fn with_header(&self, mut response: Response) -> Response {
+        let header = match &mut response {
+            Response::Range(r) => &mut r.header,
+            Response::Put(r) => &mut r.header,
+            Response::DeleteRange(r) => &mut r.header,
+            Response::Txn(r) => &mut r.header,
+            Response::Compact(r) => &mut r.header,
+        };
+        let revision = header
+            .as_ref()
+            .map_or(self.store.current_revision(), |h| h.revision);
+        *header = Some(ResponseHeader {
+            cluster_id: self.config.cluster_id,
+            member_id: self.config.id,
+            revision,
+            raft_term: self.raw.raft.term,
+        });
+        response
+    }
+
+    fn serve_read(&mut self, read: PendingRead) {
+        let result = match &read.request {
+            Request::Range(r) => self.store.range(r).map(Response::Range),
+            // A txn without writes writes nothing: the store leaves its revision alone.
+            Request::Txn(t) => self
+                .store
+                .txn(t, &NoLeases)
+                .map(|a| Response::Txn(a.response)),
+            other => unreachable!("only reads are queued as reads: {other:?}"),
+        };
+        self.respond(read.id, result);
+    }
+
+    // ---- raft -----------------------------------------------------------------------------
+
+    fn advance_clock(&mut self, now: Instant) {
+        // The member's clock is monotonic by contract; a driver bug must not move us back.
+        self.now = self.now.max(now);
+    }
+
+    /// After every call into raft: replace raft-rs's OS-random election timeout with ours, and
+    /// notice leader changes.
+    fn after_raft(&mut self) {
+        let raft = &mut self.raw.raft;
+        let clock = &mut self.election;
+        if raft.term != clock.term
+            || raft.state != clock.role
+            || raft.election_elapsed < clock.elapsed
+        {
+            clock.timeout_ticks = self
+                .rng
+                .gen_range(self.config.election_ticks..2 * self.config.election_ticks);
+        }
+        clock.term = raft.term;
+        clock.role = raft.state;
+        clock.elapsed = raft.election_elapsed;
+        raft.set_randomized_election_timeout(clock.timeout_ticks);
+
+        if raft.leader_id != self.leader_id {
+            let had_leader = self.leader_id != 0;
+            self.leader_id = raft.leader_id;
+            self.leader_changes += 1;
+            if had_leader {
+                for (id, e) in self.reads.fail_round() {
+                    self.respond(id, Err(e));
+                }
+            }
+        }
+    }
+
+    /// Issues a read round if due, then moves raft's readies out: at most one persist in
+    /// flight; a ready with nothing to persist is completed on the spot.
+    fn drive(&mut self) {
+        if self.leader_id() != 0 {
+            if let Some(ctx) = self
+                .reads
+                .round_to_issue(self.now, self.config.read_index_retry)
+            {
+                self.raw.read_index(ctx);
+                self.after_raft();
+            }
+        }
+        while self.persist.is_none() && self.raw.has_ready() {
+            let mut ready = self.raw.ready();
+            self.outputs
+                .extend(ready.take_messages().into_iter().map(Output::Send));
+            for ReadState { index, request_ctx } in ready.take_read_states() {
+                self.reads.on_read_state(&request_ctx, index);
+            }
+            let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+            if let Some(s) = &snapshot {
+                self.raw.mut_store().apply_snapshot(s.clone());
+            }
+            let entries = ready.take_entries();
+            self.raw.mut_store().append(&entries);
+            let hard_state = ready.hs().cloned();
+            if let Some(hs) = &hard_state {
+                self.raw.mut_store().set_hard_state(hs.clone());
+            }
+            let token = ready.number();
+            let must_sync = ready.must_sync();
+            let in_flight = InFlightPersist {
+                token,
+                messages: ready.take_persisted_messages(),
+                committed: ready.take_committed_entries(),
+                snapshot: snapshot.clone(),
+            };
+            self.raw.advance_append_async(ready);
+            if snapshot.is_some() || !entries.is_empty() || hard_state.is_some() {
+                self.outputs.push_back(Output::Persist(Persist {
+                    token,
+                    snapshot,
+                    entries,
+                    hard_state,
+                    must_sync,
+                }));
+                self.persist = Some(in_flight);
+            } else {
+                // Nothing to make durable: the commit index covering these entries is on disk
+                // already (it came with an earlier, completed persist).
+                self.raw.on_persist_ready(token);
+                self.outputs
+                    .extend(in_flight.messages.into_iter().map(Output::Send));
+                for entry in &in_flight.committed {
+                    self.apply_entry(entry);
+                }
+                self.raw.advance_apply_to(self.applied_index);
+                self.after_apply();
+            }
+            self.after_raft();
+        }
+    }
+
+    // ---- apply ----------------------------------------------------------------------------
+
+    fn apply_entry(&mut self, entry: &Entry) {
+        if entry.index <= self.applied_index {
+            // Replayed after a restart from an image that already holds it: never twice.
+            return;
+        }
+        assert_eq!(
+            entry.index,
+            self.applied_index + 1,
+            "entries apply in order, without gaps"
+        );
+        match entry.get_entry_type() {
+            EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's empty entry
+            EntryType::EntryNormal => {
+                let request = InternalRequest::decode(&entry.data[..]).unwrap_or_else(|e| {
+                    panic!("committed entry {} does not decode: {e}", entry.index)
+                });
+                let result = self.apply_request(request.request);
+                if let Some(waiting) = self.writes.remove(&request.id) {
+                    self.respond(waiting.id, result);
+                }
+            }
+            EntryType::EntryConfChange => {
+                let cc: ::raft::eraftpb::ConfChange =
+                    protobuf::Message::parse_from_bytes(&entry.data).unwrap_or_else(|e| {
+                        panic!("conf change {} does not decode: {e}", entry.index)
+                    });
+                // A v1 change is one single change (raft-proto's `into_v2`, not exported).
+                let mut single = ::raft::eraftpb::ConfChangeSingle::default();
+                single.set_change_type(cc.get_change_type());
+                single.node_id = cc.node_id;
+                let mut v2 = ConfChangeV2::default();
+                v2.mut_changes().push(single);
+                v2.context = cc.context;
+                self.apply_conf_change(v2);
+            }
+            EntryType::EntryConfChangeV2 => {
+                let cc: ConfChangeV2 = protobuf::Message::parse_from_bytes(&entry.data)
+                    .unwrap_or_else(|e| panic!("conf change {} does not decode: {e}", entry.index));
+                self.apply_conf_change(cc);
+            }
+        }
+        self.applied_index = entry.index;
+    }
+
+    fn apply_conf_change(&mut self, cc: ConfChangeV2) {
+        match self.raw.apply_conf_change(&cc) {
+            Ok(conf_state) => self.raw.mut_store().set_conf_state(conf_state),
+            // raft refuses an invalid change the same way on every member; it stays unapplied.
+            Err(_) => {}
+        }
+    }
+
+    /// One replicated request. Deterministic: every member computes the same result.
+    fn apply_request(
+        &mut self,
+        request: Option<internal_request::Request>,
+    ) -> Result<Response, Error> {
+        use internal_request::Request as R;
+        match request {
+            Some(R::Put(p)) => self
+                .store
+                .put(&p, &NoLeases)
+                .map(|a| Response::Put(a.response)),
+            Some(R::DeleteRange(d)) => self
+                .store
+                .delete_range(&d)
+                .map(|a| Response::DeleteRange(a.response)),
+            Some(R::Txn(t)) => self
+                .store
+                .txn(&t, &NoLeases)
+                .map(|a| Response::Txn(a.response)),
+            Some(R::Compaction(c)) => self.store.compact(&c).map(Response::Compact),
+            // Not yet served by this node; refused identically on every member.
+            Some(R::LeaseGrant(_) | R::LeaseRevoke(_) | R::LeaseCheckpoint(_) | R::Alarm(_))
+            | None => Err(Error::NotCapable),
+        }
+    }
+
+    /// After entries were applied: serve the reads they unblocked, take a snapshot if due.
+    fn after_apply(&mut self) {
+        for read in self.reads.take_servable(self.applied_index) {
+            self.serve_read(read);
+        }
+        if self.applied_index >= self.snapshot_index + self.config.snapshot_count {
+            self.take_snapshot();
+        }
+    }
+
+    fn take_snapshot(&mut self) {
+        let index = self.applied_index;
+        let log = self.raw.store();
+        let term = log.term_of(index).expect("the applied entry is in the log");
+        let mut snapshot = Snapshot::default();
+        snapshot.data = Bytes::from(encode_image(&self.store, index, self.config.cluster_id));
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(log.conf_state().clone());
+        let log_kept_from = index.saturating_sub(self.config.snapshot_catch_up_entries) + 1;
+        self.raw
+            .mut_store()
+            .set_snapshot(snapshot.clone(), log_kept_from);
+        self.snapshot_index = index;
+        self.outputs.push_back(Output::Snapshot {
+            snapshot,
+            log_kept_from,
+        });
+    }
+
+    fn install_snapshot(&mut self, snapshot: &Snapshot) {
+        let index = snapshot.get_metadata().index;
+        assert!(
+            index >= self.applied_index,
+            "snapshot {index} behind applied {}",
+            self.applied_index
+        );
+        self.store = decode_image(&snapshot.data)
+            .unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
+        self.applied_index = index;
+        self.snapshot_index = index;
+    }
+}
+
+/// A txn with no write in any branch, at any depth: served as a linearizable read.
+fn txn_is_read_only(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(_)) | None => true,
+            Some(request_op::Request::RequestTxn(inner)) => txn_is_read_only(inner),
+            Some(_) => false,
+        })
+}
+
+fn encode_image(store: &Store, applied_index: u64, cluster_id: u64) -> Vec<u8> {
+    StateImage {
+        applied_index,
+        current_revision: store.current_revision(),
+        compact_revision: store.compact_revision(),
+        keys: store.to_key_images(),
+        leases: Vec::new(),
+        members: Vec::new(),
+        cluster_id,
+    }
+    .encode_to_vec()
+}
+
+fn decode_image(data: &[u8]) -> Result<Store, String> {
+    let image =
+        StateImage::decode(data).map_err(|e| format!("state image does not decode: {e}"))?;
+    Store::from_key_images(image.current_revision, image.compact_revision, image.keys)
+}

@@ -1,0 +1,349 @@
+//! Scenario tests of the sans-IO node, driven by the deterministic in-process cluster.
+
+use bytes::Bytes;
+use detcd_engine::harness::Cluster;
+use detcd_engine::node::{Config, Request, Response};
+use detcd_engine::time::Duration;
+use detcd_engine::Error;
+use detcd_proto::etcdserverpb::{compare, CompactionRequest, Compare, RangeRequest, TxnRequest};
+
+fn ok_put(c: &mut Cluster, id: u64, key: &str, value: &str) -> i64 {
+    match c.put(id, key, value) {
+        Some(Ok(r)) => r.revision(),
+        other => panic!("put {key}={value} on {id}: {other:?}"),
+    }
+}
+
+fn read(c: &mut Cluster, id: u64, key: &str) -> Option<String> {
+    match c.get(id, key, false) {
+        Some(Ok(v)) => v.map(|b| String::from_utf8(b.to_vec()).unwrap()),
+        other => panic!("get {key} on {id}: {other:?}"),
+    }
+}
+
+fn others(c: &Cluster, id: u64) -> Vec<u64> {
+    c.ids().into_iter().filter(|&x| x != id).collect()
+}
+
+/// Runs until every running member has applied the same index as the leader's commit.
+fn settle(c: &mut Cluster) {
+    let ok = c.run_until(Duration::from_secs(30), |c| {
+        let Some(leader) = c.leader() else {
+            return false;
+        };
+        let commit = c.node(leader).unwrap().commit_index();
+        c.ids()
+            .iter()
+            .filter_map(|&id| c.node(id))
+            .all(|n| n.applied_index() == commit)
+    });
+    assert!(ok, "cluster did not settle");
+}
+
+#[test]
+fn a_cluster_elects_one_leader_that_everyone_follows() {
+    for n in [1, 3, 5] {
+        let mut c = Cluster::new(n, 7);
+        let leader = c.wait_for_leader();
+        c.run_for(Duration::from_secs(2));
+        assert_eq!(
+            c.leader(),
+            Some(leader),
+            "a stable cluster keeps its leader"
+        );
+        for id in c.ids() {
+            assert_eq!(
+                c.node(id).unwrap().leader_id(),
+                leader,
+                "{n} members: member {id} follows the leader"
+            );
+        }
+    }
+}
+
+#[test]
+fn writes_and_reads_through_leader_and_followers() {
+    let mut c = Cluster::new(3, 1);
+    let leader = c.wait_for_leader();
+    let follower = others(&c, leader)[0];
+    let r1 = ok_put(&mut c, leader, "a", "1");
+    let r2 = ok_put(&mut c, follower, "b", "2"); // forwarded to the leader by raft
+    assert_eq!((r1, r2), (2, 3));
+    assert_eq!(
+        read(&mut c, follower, "a").as_deref(),
+        Some("1"),
+        "linearizable read on a follower"
+    );
+    assert_eq!(read(&mut c, leader, "b").as_deref(), Some("2"));
+    settle(&mut c);
+    let hashes: Vec<_> = c
+        .ids()
+        .iter()
+        .map(|&id| c.node(id).unwrap().store().hash_kv(0).unwrap())
+        .collect();
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "members agree: {hashes:?}"
+    );
+    // The header is filled as etcd fills it.
+    let Some(Ok(Response::Range(r))) = c.call(
+        follower,
+        Request::Range(RangeRequest {
+            key: Bytes::from("a"),
+            ..Default::default()
+        }),
+    ) else {
+        panic!("range failed")
+    };
+    let h = r.header.unwrap();
+    assert_eq!(
+        (h.member_id, h.revision, h.cluster_id != 0, h.raft_term >= 1),
+        (follower, 3, true, true)
+    );
+}
+
+#[test]
+fn a_read_only_txn_is_a_linearizable_read_and_a_write_txn_commits_once() {
+    let mut c = Cluster::new(3, 2);
+    let leader = c.wait_for_leader();
+    ok_put(&mut c, leader, "k", "v");
+    let cmp = Compare {
+        key: Bytes::from("k"),
+        target: compare::CompareTarget::Value as i32,
+        result: compare::CompareResult::Equal as i32,
+        target_union: Some(compare::TargetUnion::Value(Bytes::from("v"))),
+        ..Default::default()
+    };
+    let read_only = TxnRequest {
+        compare: vec![cmp.clone()],
+        ..Default::default()
+    };
+    let Some(Ok(Response::Txn(r))) = c.call(others(&c, leader)[0], Request::Txn(read_only)) else {
+        panic!()
+    };
+    assert!(r.succeeded);
+    assert_eq!(
+        c.node(leader).unwrap().store().current_revision(),
+        2,
+        "a read-only txn writes nothing"
+    );
+}
+
+#[test]
+fn the_leader_crashes_and_the_rest_carry_on() {
+    let mut c = Cluster::new(3, 3);
+    let old = c.wait_for_leader();
+    ok_put(&mut c, old, "k", "before");
+    c.crash(old);
+    let new = c.wait_for_leader();
+    assert_ne!(new, old);
+    assert_eq!(
+        read(&mut c, new, "k").as_deref(),
+        Some("before"),
+        "an acknowledged write survives"
+    );
+    ok_put(&mut c, new, "k", "after");
+    c.restart(old);
+    settle(&mut c);
+    assert_eq!(
+        read(&mut c, old, "k").as_deref(),
+        Some("after"),
+        "the restarted member catches up"
+    );
+}
+
+#[test]
+fn a_partitioned_minority_cannot_write_and_the_majority_moves_on() {
+    let mut c = Cluster::new(5, 4);
+    let old = c.wait_for_leader();
+    let rest = others(&c, old);
+    c.partition(&[old, rest[0]], &rest[1..]);
+    let rid = c.request(
+        old,
+        Request::Put(detcd_proto::etcdserverpb::PutRequest {
+            key: Bytes::from("minority"),
+            value: Bytes::from("x"),
+            ..Default::default()
+        }),
+    );
+    let new = {
+        let ok = c.run_until(Duration::from_secs(30), |c| {
+            c.leader().is_some_and(|l| rest[1..].contains(&l))
+        });
+        assert!(ok, "the majority elects a leader");
+        c.leader().unwrap()
+    };
+    ok_put(&mut c, new, "majority", "y");
+    let answer = c.wait(old, rid, Duration::from_secs(30));
+    assert!(
+        matches!(
+            answer,
+            Some(Err(Error::Timeout | Error::TimeoutDueToLeaderFail))
+        ),
+        "minority write: {answer:?}"
+    );
+    c.heal();
+    settle(&mut c);
+    for id in c.ids() {
+        assert_eq!(read(&mut c, id, "majority").as_deref(), Some("y"));
+        assert_eq!(
+            read(&mut c, id, "minority"),
+            None,
+            "the minority's write never committed"
+        );
+    }
+}
+
+#[test]
+fn a_deposed_leader_never_serves_a_stale_linearizable_read() {
+    let mut c = Cluster::new(3, 5);
+    let old = c.wait_for_leader();
+    ok_put(&mut c, old, "k", "old");
+    c.isolate(old);
+    // The old leader still believes it leads for a while (check-quorum takes an election
+    // timeout to depose it); a read sent now must not return "old" once "new" is written.
+    let rid = c.request(
+        old,
+        Request::Range(RangeRequest {
+            key: Bytes::from("k"),
+            ..Default::default()
+        }),
+    );
+    let rest = others(&c, old);
+    let ok = c.run_until(Duration::from_secs(30), |c| {
+        c.leader().is_some_and(|l| l != old)
+    });
+    assert!(ok);
+    let new = c.leader().unwrap();
+    assert!(rest.contains(&new));
+    ok_put(&mut c, new, "k", "new");
+    match c.wait(old, rid, Duration::from_secs(30)) {
+        Some(Err(Error::Timeout | Error::LeaderChanged | Error::NoLeader)) => {}
+        other => panic!("a deposed leader answered a linearizable read: {other:?}"),
+    }
+    // A serializable read may be stale, and is: it is served from local state.
+    assert_eq!(c.get(old, "k", true), Some(Ok(Some(Bytes::from("old")))));
+}
+
+#[test]
+fn a_lagging_follower_installs_a_snapshot() {
+    let voters = vec![1, 2, 3];
+    let configs = voters
+        .iter()
+        .map(|&id| {
+            let mut cfg = Config::new(id, voters.clone());
+            cfg.snapshot_count = 20;
+            cfg.snapshot_catch_up_entries = 5;
+            (id, cfg)
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, 6);
+    let leader = c.wait_for_leader();
+    let lagging = others(&c, leader)[0];
+    c.crash(lagging);
+    for i in 0..100 {
+        ok_put(&mut c, leader, &format!("k{}", i % 7), &i.to_string());
+    }
+    ok_put(&mut c, leader, "compacted-away", "x");
+    let rev = c.node(leader).unwrap().store().current_revision();
+    let Some(Ok(_)) = c.call(
+        leader,
+        Request::Compact(CompactionRequest {
+            revision: rev - 10,
+            physical: false,
+        }),
+    ) else {
+        panic!()
+    };
+    c.restart(lagging);
+    assert_eq!(c.node(lagging).unwrap().snapshot_index(), 0);
+    settle(&mut c);
+    assert!(
+        c.node(lagging).unwrap().snapshot_index() >= 20,
+        "the follower was sent a snapshot, not the log"
+    );
+    let a = c.node(leader).unwrap().store().hash_kv(0).unwrap();
+    let b = c.node(lagging).unwrap().store().hash_kv(0).unwrap();
+    assert_eq!(
+        a, b,
+        "the follower rebuilt the same store from the snapshot and the log after it"
+    );
+    assert_eq!(read(&mut c, lagging, "k1").as_deref(), Some("99"));
+}
+
+#[test]
+fn every_member_restarts_from_its_disk() {
+    let mut c = Cluster::new(3, 8);
+    let leader = c.wait_for_leader();
+    for i in 0..30 {
+        ok_put(&mut c, leader, &format!("k{i}"), "v");
+    }
+    settle(&mut c);
+    let before = c.node(leader).unwrap().store().hash_kv(0).unwrap();
+    for id in c.ids() {
+        c.crash(id);
+    }
+    for id in c.ids() {
+        c.restart(id);
+    }
+    let leader = c.wait_for_leader();
+    settle(&mut c);
+    for id in c.ids() {
+        assert_eq!(
+            c.node(id).unwrap().store().hash_kv(0).unwrap(),
+            before,
+            "member {id} after restart"
+        );
+    }
+    assert_eq!(ok_put(&mut c, leader, "after", "restart"), 32);
+}
+
+#[test]
+fn bad_requests_get_etcds_errors_without_consensus() {
+    let mut c = Cluster::new(1, 9);
+    let leader = c.wait_for_leader();
+    let huge = "x".repeat(2 * 1024 * 1024);
+    assert_eq!(c.put(leader, "k", &huge), Some(Err(Error::RequestTooLarge)));
+    assert_eq!(c.put(leader, "", "v"), Some(Err(Error::EmptyKey)));
+    assert_eq!(c.node(leader).unwrap().store().current_revision(), 1);
+}
+
+#[test]
+fn without_a_leader_requests_fail_fast() {
+    let mut c = Cluster::new(3, 10);
+    let leader = c.wait_for_leader();
+    let follower = others(&c, leader)[0];
+    c.crash(leader);
+    c.isolate(follower);
+    // The follower loses its leader after an election timeout.
+    let ok = c.run_until(Duration::from_secs(10), |c| {
+        c.node(follower).unwrap().leader_id() == 0
+    });
+    assert!(ok);
+    assert_eq!(c.put(follower, "k", "v"), Some(Err(Error::NoLeader)));
+    assert_eq!(c.get(follower, "k", false), Some(Err(Error::NoLeader)));
+}
+
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let run = |seed| {
+        let mut c = Cluster::new(3, seed);
+        c.faults.drop_ppm = 50_000;
+        let leader = c.wait_for_leader();
+        for i in 0..20 {
+            let target = if i % 2 == 0 {
+                leader
+            } else {
+                others(&c, leader)[0]
+            };
+            let _ = c.put(target, &format!("k{i}"), "v");
+        }
+        c.crash(leader);
+        c.wait_for_leader();
+        c.restart(leader);
+        c.run_for(Duration::from_secs(5));
+        (c.trace_hash(), c.events())
+    };
+    assert_eq!(run(42), run(42));
+    assert_ne!(run(42).0, run(43).0);
+}
