@@ -6,15 +6,8 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &[
-    "kv.proto",
-    "auth.proto",
-    "rpc.proto",
-    "v3lock.proto",
-    "v3election.proto",
-    "peer.proto",
-    "internal.proto",
-];
+const PROTOS: &[&str] =
+    &["kv.proto", "auth.proto", "rpc.proto", "v3lock.proto", "v3election.proto", "peer.proto", "internal.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // No system protoc is needed: use the vendored binary. prost-build reads

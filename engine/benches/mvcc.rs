@@ -48,37 +48,23 @@ fn key(i: u64) -> Bytes {
 
 fn report(what: &str, ops: u64, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
-    println!(
-        "| {what} | {ops} | {:.3} | {:.0} |",
-        secs,
-        ops as f64 / secs
-    );
+    println!("| {what} | {ops} | {:.3} | {:.0} |", secs, ops as f64 / secs);
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; there are no other arguments to read.
-    let keys: u64 = std::env::var("DETCD_BENCH_KEYS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
+    let keys: u64 = std::env::var("DETCD_BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let mut rng = StdRng::seed_from_u64(7);
     let value = Bytes::from(vec![b'v'; VALUE_BYTES]);
     let mut store = Store::new();
-    println!(
-        "detcd-engine MVCC benchmark: {keys} keys, {VALUE_BYTES}-byte values, keys like {:?}\n",
-        key(0)
-    );
+    println!("detcd-engine MVCC benchmark: {keys} keys, {VALUE_BYTES}-byte values, keys like {:?}\n", key(0));
     println!("| operation | ops | seconds | ops/s |");
     println!("|---|---|---|---|");
 
     let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
     let started = Instant::now();
     for i in 0..keys {
-        let req = PutRequest {
-            key: key(i),
-            value: value.clone(),
-            ..Default::default()
-        };
+        let req = PutRequest { key: key(i), value: value.clone(), ..Default::default() };
         store.put(&req, &NoLeases).expect("put");
     }
     report("put, new keys (store growing to N)", keys, started);
@@ -87,11 +73,7 @@ fn main() {
     let overwrites = keys / 5;
     let started = Instant::now();
     for _ in 0..overwrites {
-        let req = PutRequest {
-            key: key(rng.gen_range(0..keys)),
-            value: value.clone(),
-            ..Default::default()
-        };
+        let req = PutRequest { key: key(rng.gen_range(0..keys)), value: value.clone(), ..Default::default() };
         store.put(&req, &NoLeases).expect("put");
     }
     report("put, overwrite random key (N keys)", overwrites, started);
@@ -100,10 +82,7 @@ fn main() {
     let started = Instant::now();
     let mut found = 0usize;
     for _ in 0..reads {
-        let req = RangeRequest {
-            key: key(rng.gen_range(0..keys)),
-            ..Default::default()
-        };
+        let req = RangeRequest { key: key(rng.gen_range(0..keys)), ..Default::default() };
         found += store.range(&req).expect("range").kvs.len();
     }
     report("range, one random key", reads, started);
@@ -113,11 +92,7 @@ fn main() {
     let started = Instant::now();
     for _ in 0..scans {
         let first = rng.gen_range(0..keys.saturating_sub(100).max(1));
-        let req = RangeRequest {
-            key: key(first),
-            range_end: key(first + 100),
-            ..Default::default()
-        };
+        let req = RangeRequest { key: key(first), range_end: key(first + 100), ..Default::default() };
         store.range(&req).expect("range");
     }
     report("range, 100 consecutive keys", scans, started);
@@ -139,19 +114,15 @@ fn main() {
     report("hash_kv at current revision", 1, started);
 
     let started = Instant::now();
-    store
-        .compact(&CompactionRequest {
-            revision: store.current_revision(),
-            physical: false,
-        })
-        .expect("compact");
+    store.compact(&CompactionRequest { revision: store.current_revision(), physical: false }).expect("compact");
     report("compact at current revision", 1, started);
 
     println!();
-    println!("heap after loading {keys} keys: {} bytes = {:.0} bytes per key ({VALUE_BYTES}-byte value, {}-byte key)", heap_bytes, heap_bytes as f64 / keys as f64, key(0).len());
     println!(
-        "revision {}, hash {:#010x}",
-        store.current_revision(),
-        hash.hash
+        "heap after loading {keys} keys: {} bytes = {:.0} bytes per key ({VALUE_BYTES}-byte value, {}-byte key)",
+        heap_bytes,
+        heap_bytes as f64 / keys as f64,
+        key(0).len()
     );
+    println!("revision {}, hash {:#010x}", store.current_revision(), hash.hash);
 }

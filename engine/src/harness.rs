@@ -119,10 +119,7 @@ impl Cluster {
     /// `n` founding members with ids 1..=n and etcd's default timing.
     pub fn new(n: u64, seed: u64) -> Cluster {
         let voters: Vec<u64> = (1..=n).collect();
-        let configs = voters
-            .iter()
-            .map(|&id| (id, Config::new(id, voters.clone())))
-            .collect();
+        let configs = voters.iter().map(|&id| (id, Config::new(id, voters.clone()))).collect();
         Cluster::with_configs(configs, seed)
     }
 
@@ -208,6 +205,24 @@ impl Cluster {
         self.cut.clear();
     }
 
+    /// Starts a new, empty member `id` that joins the cluster (it must have been added with a
+    /// MemberAdd first; it learns everything from the leader, by snapshot).
+    pub fn add_node(&mut self, id: u64) {
+        assert!(!self.members.contains_key(&id), "member {id} exists");
+        self.configs.insert(id, Config::new(id, Vec::new()));
+        self.members.insert(
+            id,
+            Member {
+                node: None,
+                disk: Disk::default(),
+                unsynced: VecDeque::new(),
+                responses: BTreeMap::new(),
+                boots: 0,
+            },
+        );
+        self.start(id);
+    }
+
     /// Kills a member: its in-flight persists are lost, as un-fsynced writes are.
     pub fn crash(&mut self, id: u64) {
         let member = self.members.get_mut(&id).expect("known member");
@@ -225,15 +240,9 @@ impl Cluster {
     fn start(&mut self, id: u64) {
         let member = self.members.get_mut(&id).expect("known member");
         member.boots += 1;
-        let seed =
-            self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ member.boots.rotate_left(32);
-        let node = Node::new(
-            self.configs[&id].clone(),
-            member.disk.recovered(),
-            seed,
-            self.now,
-        )
-        .unwrap_or_else(|e| panic!("member {id} cannot start from its disk: {e}"));
+        let seed = self.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ member.boots.rotate_left(32);
+        let node = Node::new(self.configs[&id].clone(), member.disk.recovered(), seed, self.now)
+            .unwrap_or_else(|e| panic!("member {id} cannot start from its disk: {e}"));
         member.node = Some(node);
         self.pump(id);
     }
@@ -253,19 +262,10 @@ impl Cluster {
     }
 
     /// Runs until member `id` answers `rid`, or `max` passes (`None`), or it crashes (`None`).
-    pub fn wait(
-        &mut self,
-        id: u64,
-        rid: RequestId,
-        max: Duration,
-    ) -> Option<Result<Response, Error>> {
+    pub fn wait(&mut self, id: u64, rid: RequestId, max: Duration) -> Option<Result<Response, Error>> {
         let deadline = self.now + max;
         loop {
-            if let Some(r) = self
-                .members
-                .get_mut(&id)
-                .and_then(|m| m.responses.remove(&rid))
-            {
+            if let Some(r) = self.members.get_mut(&id).and_then(|m| m.responses.remove(&rid)) {
                 return Some(r);
             }
             if !self.is_up(id) || !self.step_until(deadline) {
@@ -291,17 +291,8 @@ impl Cluster {
     }
 
     /// A linearizable (or, with `serializable`, local) read of one key's value.
-    pub fn get(
-        &mut self,
-        id: u64,
-        key: &str,
-        serializable: bool,
-    ) -> Option<Result<Option<Bytes>, Error>> {
-        let req = RangeRequest {
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            serializable,
-            ..Default::default()
-        };
+    pub fn get(&mut self, id: u64, key: &str, serializable: bool) -> Option<Result<Option<Bytes>, Error>> {
+        let req = RangeRequest { key: Bytes::copy_from_slice(key.as_bytes()), serializable, ..Default::default() };
         self.call(id, Request::Range(req)).map(|r| {
             r.map(|resp| match resp {
                 Response::Range(r) => r.kvs.into_iter().next().map(|kv| kv.value),
@@ -316,12 +307,7 @@ impl Cluster {
     pub fn leader(&self) -> Option<u64> {
         self.members
             .iter()
-            .filter_map(|(&id, m)| {
-                m.node
-                    .as_ref()
-                    .filter(|n| n.role() == StateRole::Leader)
-                    .map(|n| (n.term(), id))
-            })
+            .filter_map(|(&id, m)| m.node.as_ref().filter(|n| n.role() == StateRole::Leader).map(|n| (n.term(), id)))
             .max()
             .map(|(_, id)| id)
     }
@@ -356,21 +342,9 @@ impl Cluster {
     /// Processes the next event if it is due by `deadline`; false if none is.
     fn step_until(&mut self, deadline: Instant) -> bool {
         let next_message = self.network.keys().next().map(|(t, _)| *t);
-        let next_persist = self
-            .members
-            .values()
-            .filter_map(|m| m.unsynced.front().map(|(t, _)| *t))
-            .min();
-        let next_timeout = self
-            .members
-            .values()
-            .filter_map(|m| m.node.as_ref().map(|n| n.poll_timeout()))
-            .min();
-        let Some(next) = [next_message, next_persist, next_timeout]
-            .into_iter()
-            .flatten()
-            .min()
-        else {
+        let next_persist = self.members.values().filter_map(|m| m.unsynced.front().map(|(t, _)| *t)).min();
+        let next_timeout = self.members.values().filter_map(|m| m.node.as_ref().map(|n| n.poll_timeout())).min();
+        let Some(next) = [next_message, next_persist, next_timeout].into_iter().flatten().min() else {
             return false;
         };
         if next > deadline {
@@ -397,11 +371,7 @@ impl Cluster {
             let member = self.members.get_mut(&id).expect("known");
             let (_, persist) = member.unsynced.pop_front().expect("checked");
             member.disk.apply(&persist);
-            member
-                .node
-                .as_mut()
-                .expect("a member with unsynced writes is up")
-                .handle_persisted(now, persist.token);
+            member.node.as_mut().expect("a member with unsynced writes is up").handle_persisted(now, persist.token);
             self.pump(id);
         } else {
             let id = *self
@@ -410,11 +380,7 @@ impl Cluster {
                 .find(|(_, m)| m.node.as_ref().is_some_and(|n| n.poll_timeout() == next))
                 .expect("checked")
                 .0;
-            self.members
-                .get_mut(&id)
-                .and_then(|m| m.node.as_mut())
-                .expect("up")
-                .handle_timeout(now);
+            self.members.get_mut(&id).and_then(|m| m.node.as_mut()).expect("up").handle_timeout(now);
             self.pump(id);
         }
         self.check();
@@ -434,39 +400,22 @@ impl Cluster {
             match output {
                 Output::Send(message) => {
                     let lost = self.cut.contains(&(id, message.to))
-                        || (self.faults.drop_ppm > 0
-                            && self.rng.gen_range(0..1_000_000) < self.faults.drop_ppm);
+                        || (self.faults.drop_ppm > 0 && self.rng.gen_range(0..1_000_000) < self.faults.drop_ppm);
                     if !lost {
-                        let delay = self
-                            .rng
-                            .gen_range(self.faults.min_delay..=self.faults.max_delay);
+                        let delay = self.rng.gen_range(self.faults.min_delay..=self.faults.max_delay);
                         self.sequence += 1;
-                        self.network
-                            .insert((self.now + delay, self.sequence), message);
+                        self.network.insert((self.now + delay, self.sequence), message);
                     }
                 }
                 Output::Persist(persist) => {
                     let member = self.members.get_mut(&id).expect("known");
-                    member
-                        .unsynced
-                        .push_back((self.now + self.faults.disk_latency, persist));
+                    member.unsynced.push_back((self.now + self.faults.disk_latency, persist));
                 }
-                Output::Snapshot {
-                    snapshot,
-                    log_kept_from,
-                } => {
-                    self.members
-                        .get_mut(&id)
-                        .expect("known")
-                        .disk
-                        .save_snapshot(&snapshot, log_kept_from);
+                Output::Snapshot { snapshot, log_kept_from } => {
+                    self.members.get_mut(&id).expect("known").disk.save_snapshot(&snapshot, log_kept_from);
                 }
                 Output::Respond { id: rid, result } => {
-                    self.members
-                        .get_mut(&id)
-                        .expect("known")
-                        .responses
-                        .insert(rid, result);
+                    self.members.get_mut(&id).expect("known").responses.insert(rid, result);
                 }
             }
         }
@@ -475,15 +424,9 @@ impl Cluster {
     fn trace(&mut self, id: u64, output: &Output) {
         let mut words = vec![id, self.now.as_nanos()];
         match output {
-            Output::Send(m) => words.extend([
-                1,
-                m.to,
-                m.get_msg_type() as u64,
-                m.term,
-                m.index,
-                m.commit,
-                m.entries.len() as u64,
-            ]),
+            Output::Send(m) => {
+                words.extend([1, m.to, m.get_msg_type() as u64, m.term, m.index, m.commit, m.entries.len() as u64])
+            }
             Output::Persist(p) => words.extend([
                 2,
                 p.token,
@@ -491,13 +434,9 @@ impl Cluster {
                 p.hard_state.as_ref().map_or(0, |h| h.commit),
             ]),
             Output::Snapshot { snapshot, .. } => words.extend([3, snapshot.get_metadata().index]),
-            Output::Respond { id, result } => words.extend([
-                4,
-                *id,
-                result
-                    .as_ref()
-                    .map_or_else(|e| *e as u64 + 1_000_000, |r| r.revision() as u64),
-            ]),
+            Output::Respond { id, result } => {
+                words.extend([4, *id, result.as_ref().map_or_else(|e| *e as u64 + 1_000_000, |r| r.revision() as u64)])
+            }
         }
         for w in words {
             for b in w.to_le_bytes() {
@@ -513,13 +452,7 @@ impl Cluster {
             node.invariants();
             if node.role() == StateRole::Leader {
                 let first = *self.leaders_by_term.entry(node.term()).or_insert(id);
-                assert_eq!(
-                    first,
-                    id,
-                    "two leaders in term {}: {first} and {id} (seed {})",
-                    node.term(),
-                    self.seed
-                );
+                assert_eq!(first, id, "two leaders in term {}: {first} and {id} (seed {})", node.term(), self.seed);
             }
         }
     }

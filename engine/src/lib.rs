@@ -18,6 +18,7 @@
 pub mod error;
 pub mod harness;
 pub mod limits;
+pub mod membership;
 pub mod mvcc;
 pub mod node;
 pub mod raft;

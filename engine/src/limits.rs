@@ -61,6 +61,13 @@ pub const RAFT_MAX_INFLIGHT_MSGS: usize = 4096 / 8;
 /// (etcd refuses when applied lags committed by more than 5,000 entries; we bound the queue).
 pub const PENDING_REQUESTS_MAX: usize = 10_000;
 
+/// Learners a cluster may hold at once (etcd's `--max-learners` default).
+pub const MAX_LEARNERS_DEFAULT: usize = 1;
+
+/// A learner may be promoted once its log has reached this share of the leader's, in percent
+/// (etcd's `readyPercent` of 90%).
+pub const LEARNER_READY_PERCENT: u64 = 90;
+
 #[cfg(test)]
 mod tests {
     use super::*;

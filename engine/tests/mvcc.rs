@@ -11,8 +11,7 @@ use detcd_proto::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
     request_op::Request,
     response_op::Response,
-    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use detcd_proto::mvccpb::{event::EventType, KeyValue};
 
@@ -21,46 +20,24 @@ fn b(s: &str) -> Bytes {
 }
 
 fn put_req(k: &str, v: &str) -> PutRequest {
-    PutRequest {
-        key: b(k),
-        value: b(v),
-        ..Default::default()
-    }
+    PutRequest { key: b(k), value: b(v), ..Default::default() }
 }
 
 fn range_req(k: &str, end: &str) -> RangeRequest {
-    RangeRequest {
-        key: b(k),
-        range_end: b(end),
-        ..Default::default()
-    }
+    RangeRequest { key: b(k), range_end: b(end), ..Default::default() }
 }
 
 fn del_req(k: &str, end: &str) -> DeleteRangeRequest {
-    DeleteRangeRequest {
-        key: b(k),
-        range_end: b(end),
-        ..Default::default()
-    }
+    DeleteRangeRequest { key: b(k), range_end: b(end), ..Default::default() }
 }
 
 /// Puts and returns the new revision.
 fn put(s: &mut Store, k: &str, v: &str) -> i64 {
-    s.put(&put_req(k, v), &NoLeases)
-        .unwrap()
-        .response
-        .header
-        .unwrap()
-        .revision
+    s.put(&put_req(k, v), &NoLeases).unwrap().response.header.unwrap().revision
 }
 
 fn keys(s: &Store, req: RangeRequest) -> Vec<String> {
-    s.range(&req)
-        .unwrap()
-        .kvs
-        .iter()
-        .map(|kv| String::from_utf8(kv.key.to_vec()).unwrap())
-        .collect()
+    s.range(&req).unwrap().kvs.iter().map(|kv| String::from_utf8(kv.key.to_vec()).unwrap()).collect()
 }
 
 fn get(s: &Store, k: &str) -> Option<KeyValue> {
@@ -79,13 +56,7 @@ fn store_with(pairs: &[(&str, &str)]) -> Store {
 
 #[test]
 fn range_key_encodings() {
-    let s = store_with(&[
-        ("a", "1"),
-        ("ab", "2"),
-        ("abc", "3"),
-        ("b", "4"),
-        ("c", "5"),
-    ]);
+    let s = store_with(&[("a", "1"), ("ab", "2"), ("abc", "3"), ("b", "4"), ("c", "5")]);
     let cases: &[(&str, &str, &[&str])] = &[
         ("ab", "", &["ab"]),                         // single key
         ("zz", "", &[]),                             // missing single key
@@ -104,26 +75,10 @@ fn range_key_encodings() {
 #[test]
 fn range_limit_more_and_count() {
     let s = store_with(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]);
-    let cases = [
-        (0, 4, false),
-        (2, 2, true),
-        (3, 3, true),
-        (4, 4, false),
-        (9, 4, false),
-        (-1, 4, false),
-    ];
+    let cases = [(0, 4, false), (2, 2, true), (3, 3, true), (4, 4, false), (9, 4, false), (-1, 4, false)];
     for (limit, returned, more) in cases {
-        let r = s
-            .range(&RangeRequest {
-                limit,
-                ..range_req("a", "\0")
-            })
-            .unwrap();
-        assert_eq!(
-            (r.kvs.len(), r.more, r.count),
-            (returned, more, 4),
-            "limit {limit}"
-        );
+        let r = s.range(&RangeRequest { limit, ..range_req("a", "\0") }).unwrap();
+        assert_eq!((r.kvs.len(), r.more, r.count), (returned, more, 4), "limit {limit}");
     }
 }
 
@@ -134,27 +89,14 @@ fn range_at_revisions() {
     let r2 = put(&mut s, "k", "v1");
     let r3 = put(&mut s, "k", "v2");
     assert_eq!((r2, r3), (2, 3));
-    let at = |rev| {
-        s.range(&RangeRequest {
-            revision: rev,
-            ..range_req("k", "")
-        })
-    };
+    let at = |rev| s.range(&RangeRequest { revision: rev, ..range_req("k", "") });
     assert_eq!(at(2).unwrap().kvs[0].value, b("v1"));
     assert_eq!(at(3).unwrap().kvs[0].value, b("v2"));
     assert_eq!(at(0).unwrap().kvs[0].value, b("v2"));
-    assert_eq!(
-        at(-5).unwrap().kvs[0].value,
-        b("v2"),
-        "revision < 0 reads the latest"
-    );
+    assert_eq!(at(-5).unwrap().kvs[0].value, b("v2"), "revision < 0 reads the latest");
     assert!(at(1).unwrap().kvs.is_empty());
     assert_eq!(at(4), Err(Error::FutureRevision));
-    assert_eq!(
-        at(2).unwrap().header.unwrap().revision,
-        3,
-        "the header carries the current revision"
-    );
+    assert_eq!(at(2).unwrap().header.unwrap().revision, 3, "the header carries the current revision");
 }
 
 #[test]
@@ -165,14 +107,7 @@ fn range_sorting() {
     put(&mut s, "c", "x"); // rev 4
     put(&mut s, "a", "w"); // rev 5: a has version 2
     let sorted = |order: SortOrder, target: SortTarget| {
-        keys(
-            &s,
-            RangeRequest {
-                sort_order: order as i32,
-                sort_target: target as i32,
-                ..range_req("a", "\0")
-            },
-        )
+        keys(&s, RangeRequest { sort_order: order as i32, sort_target: target as i32, ..range_req("a", "\0") })
     };
     use SortOrder::*;
     use SortTarget::*;
@@ -194,39 +129,18 @@ fn range_sorting() {
         assert_eq!(sorted(*order, *target), *want, "{order:?} by {target:?}");
     }
     // Sorting happens before the limit: the two highest mod revisions, not the first two keys.
-    let r = s
-        .range(&RangeRequest {
-            sort_order: 2,
-            sort_target: 3,
-            limit: 2,
-            ..range_req("a", "\0")
-        })
-        .unwrap();
-    assert_eq!(
-        r.kvs.iter().map(|kv| kv.mod_revision).collect::<Vec<_>>(),
-        [5, 4]
-    );
+    let r = s.range(&RangeRequest { sort_order: 2, sort_target: 3, limit: 2, ..range_req("a", "\0") }).unwrap();
+    assert_eq!(r.kvs.iter().map(|kv| kv.mod_revision).collect::<Vec<_>>(), [5, 4]);
     assert!(r.more);
 }
 
 #[test]
 fn range_keys_only_and_count_only() {
     let s = store_with(&[("a", "1"), ("b", "2")]);
-    let r = s
-        .range(&RangeRequest {
-            keys_only: true,
-            ..range_req("a", "\0")
-        })
-        .unwrap();
+    let r = s.range(&RangeRequest { keys_only: true, ..range_req("a", "\0") }).unwrap();
     assert!(r.kvs.iter().all(|kv| kv.value.is_empty()) && r.kvs.len() == 2);
     assert_eq!(r.kvs[1].mod_revision, 3, "keys_only keeps the metadata");
-    let r = s
-        .range(&RangeRequest {
-            count_only: true,
-            limit: 1,
-            ..range_req("a", "\0")
-        })
-        .unwrap();
+    let r = s.range(&RangeRequest { count_only: true, limit: 1, ..range_req("a", "\0") }).unwrap();
     assert_eq!((r.kvs.len(), r.count, r.more), (0, 2, false));
 }
 
@@ -242,10 +156,7 @@ fn range_revision_filters() {
         f(&mut req);
         let r = s.range(&req).unwrap();
         assert_eq!(r.count, 4, "count ignores the filters");
-        r.kvs
-            .iter()
-            .map(|kv| String::from_utf8(kv.key.to_vec()).unwrap())
-            .collect::<Vec<_>>()
+        r.kvs.iter().map(|kv| String::from_utf8(kv.key.to_vec()).unwrap()).collect::<Vec<_>>()
     };
     assert_eq!(filter(|r| r.min_mod_revision = 4), ["a", "c", "d"]);
     assert_eq!(filter(|r| r.max_mod_revision = 4), ["b", "c"]);
@@ -285,25 +196,9 @@ fn put_prev_kv_only_when_asked() {
     put(&mut s, "k", "1");
     let without = s.put(&put_req("k", "2"), &NoLeases).unwrap();
     assert_eq!(without.response.prev_kv, None);
-    let with = s
-        .put(
-            &PutRequest {
-                prev_kv: true,
-                ..put_req("k", "3")
-            },
-            &NoLeases,
-        )
-        .unwrap();
+    let with = s.put(&PutRequest { prev_kv: true, ..put_req("k", "3") }, &NoLeases).unwrap();
     assert_eq!(with.response.prev_kv.unwrap().value, b("2"));
-    let fresh = s
-        .put(
-            &PutRequest {
-                prev_kv: true,
-                ..put_req("new", "1")
-            },
-            &NoLeases,
-        )
-        .unwrap();
+    let fresh = s.put(&PutRequest { prev_kv: true, ..put_req("new", "1") }, &NoLeases).unwrap();
     assert_eq!(fresh.response.prev_kv, None);
     // The event always carries the previous value, for watchers that ask for it.
     assert_eq!(without.events[0].prev_kv.as_ref().unwrap().value, b("1"));
@@ -314,52 +209,15 @@ fn put_prev_kv_only_when_asked() {
 fn put_with_leases() {
     let mut s = Store::new();
     let leases: BTreeSet<i64> = [7, 8].into_iter().collect();
-    assert_eq!(
-        s.put(
-            &PutRequest {
-                lease: 9,
-                ..put_req("k", "v")
-            },
-            &leases
-        ),
-        Err(Error::LeaseNotFound)
-    );
+    assert_eq!(s.put(&PutRequest { lease: 9, ..put_req("k", "v") }, &leases), Err(Error::LeaseNotFound));
     assert_eq!(s.current_revision(), 1, "a refused put writes nothing");
-    s.put(
-        &PutRequest {
-            lease: 7,
-            ..put_req("k", "v")
-        },
-        &leases,
-    )
-    .unwrap();
+    s.put(&PutRequest { lease: 7, ..put_req("k", "v") }, &leases).unwrap();
     assert_eq!(get(&s, "k").unwrap().lease, 7);
     // ignore_lease keeps the lease; ignore_value keeps the value.
-    s.put(
-        &PutRequest {
-            ignore_lease: true,
-            ..put_req("k", "v2")
-        },
-        &leases,
-    )
-    .unwrap();
-    assert_eq!(
-        (get(&s, "k").unwrap().lease, get(&s, "k").unwrap().value),
-        (7, b("v2"))
-    );
-    s.put(
-        &PutRequest {
-            ignore_value: true,
-            lease: 8,
-            ..put_req("k", "")
-        },
-        &leases,
-    )
-    .unwrap();
-    assert_eq!(
-        (get(&s, "k").unwrap().lease, get(&s, "k").unwrap().value),
-        (8, b("v2"))
-    );
+    s.put(&PutRequest { ignore_lease: true, ..put_req("k", "v2") }, &leases).unwrap();
+    assert_eq!((get(&s, "k").unwrap().lease, get(&s, "k").unwrap().value), (7, b("v2")));
+    s.put(&PutRequest { ignore_value: true, lease: 8, ..put_req("k", "") }, &leases).unwrap();
+    assert_eq!((get(&s, "k").unwrap().lease, get(&s, "k").unwrap().value), (8, b("v2")));
     // A plain put detaches the lease.
     put(&mut s, "k", "v3");
     assert_eq!(get(&s, "k").unwrap().lease, 0);
@@ -370,35 +228,10 @@ fn put_refusals() {
     let mut s = store_with(&[("k", "v")]);
     let cases = [
         (put_req("", "v"), Error::EmptyKey),
-        (
-            PutRequest {
-                ignore_value: true,
-                ..put_req("k", "v")
-            },
-            Error::ValueProvided,
-        ),
-        (
-            PutRequest {
-                ignore_lease: true,
-                lease: 5,
-                ..put_req("k", "v")
-            },
-            Error::LeaseProvided,
-        ),
-        (
-            PutRequest {
-                ignore_value: true,
-                ..put_req("missing", "")
-            },
-            Error::KeyNotFound,
-        ),
-        (
-            PutRequest {
-                ignore_lease: true,
-                ..put_req("missing", "v")
-            },
-            Error::KeyNotFound,
-        ),
+        (PutRequest { ignore_value: true, ..put_req("k", "v") }, Error::ValueProvided),
+        (PutRequest { ignore_lease: true, lease: 5, ..put_req("k", "v") }, Error::LeaseProvided),
+        (PutRequest { ignore_value: true, ..put_req("missing", "") }, Error::KeyNotFound),
+        (PutRequest { ignore_lease: true, ..put_req("missing", "v") }, Error::KeyNotFound),
     ];
     for (req, want) in cases {
         assert_eq!(s.put(&req, &NoLeases).map(|_| ()), Err(want), "{req:?}");
@@ -424,11 +257,7 @@ fn delete_single_range_and_prefix() {
         assert_eq!(r.response.deleted, *deleted, "delete [{k:?}, {end:?})");
         assert_eq!(keys(&s, range_req("\0", "\0")), *left);
         let bumped = if *deleted > 0 { 1 } else { 0 };
-        assert_eq!(
-            s.current_revision(),
-            6 + bumped,
-            "one revision for the whole delete, none for no-op"
-        );
+        assert_eq!(s.current_revision(), 6 + bumped, "one revision for the whole delete, none for no-op");
         assert_eq!(r.response.header.unwrap().revision, s.current_revision());
         assert_eq!(r.events.len() as i64, *deleted);
     }
@@ -437,39 +266,18 @@ fn delete_single_range_and_prefix() {
 #[test]
 fn delete_tombstone_ends_the_generation() {
     let mut s = store_with(&[("k", "1"), ("k", "2")]);
-    let r = s
-        .delete_range(&DeleteRangeRequest {
-            prev_kv: true,
-            ..del_req("k", "")
-        })
-        .unwrap();
+    let r = s.delete_range(&DeleteRangeRequest { prev_kv: true, ..del_req("k", "") }).unwrap();
     assert_eq!(r.response.prev_kvs[0].value, b("2"));
     let ev = &r.events[0];
     assert_eq!(ev.r#type, EventType::Delete as i32);
     assert_eq!(ev.kv.as_ref().unwrap().mod_revision, 4);
     assert_eq!(get(&s, "k"), None);
-    let old = s
-        .range(&RangeRequest {
-            revision: 3,
-            ..range_req("k", "")
-        })
-        .unwrap();
-    assert_eq!(
-        old.kvs[0].value,
-        b("2"),
-        "history before the delete stays readable"
-    );
+    let old = s.range(&RangeRequest { revision: 3, ..range_req("k", "") }).unwrap();
+    assert_eq!(old.kvs[0].value, b("2"), "history before the delete stays readable");
     put(&mut s, "k", "3");
     let kv = get(&s, "k").unwrap();
-    assert_eq!(
-        (kv.create_revision, kv.version),
-        (5, 1),
-        "a new generation starts over"
-    );
-    assert_eq!(
-        s.delete_range(&del_req("", "")).map(|_| ()),
-        Err(Error::EmptyKey)
-    );
+    assert_eq!((kv.create_revision, kv.version), (5, 1), "a new generation starts over");
+    assert_eq!(s.delete_range(&del_req("", "")).map(|_| ()), Err(Error::EmptyKey));
 }
 
 // ---- txn ---------------------------------------------------------------------------------
@@ -485,35 +293,23 @@ fn cmp(key: &str, target: CompareTarget, result: CompareResult, value: TargetUni
 }
 
 fn op_put(k: &str, v: &str) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestPut(put_req(k, v))),
-    }
+    RequestOp { request: Some(Request::RequestPut(put_req(k, v))) }
 }
 
 fn op_del(k: &str, end: &str) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestDeleteRange(del_req(k, end))),
-    }
+    RequestOp { request: Some(Request::RequestDeleteRange(del_req(k, end))) }
 }
 
 fn op_get(k: &str) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestRange(range_req(k, ""))),
-    }
+    RequestOp { request: Some(Request::RequestRange(range_req(k, ""))) }
 }
 
 fn op_txn(t: TxnRequest) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestTxn(t)),
-    }
+    RequestOp { request: Some(Request::RequestTxn(t)) }
 }
 
 fn txn(compare: Vec<Compare>, success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
-    TxnRequest {
-        compare,
-        success,
-        failure,
-    }
+    TxnRequest { compare, success, failure }
 }
 
 #[test]
@@ -538,120 +334,54 @@ fn txn_compares_every_target_and_result() {
     ];
     for (target, result, value, holds) in cases {
         let mut s = s.clone();
-        let t = txn(
-            vec![cmp("k", target, result, value.clone())],
-            vec![],
-            vec![],
-        );
-        assert_eq!(
-            s.txn(&t, &NoLeases).unwrap().response.succeeded,
-            holds,
-            "{target:?} {result:?} {value:?}"
-        );
+        let t = txn(vec![cmp("k", target, result, value.clone())], vec![], vec![]);
+        assert_eq!(s.txn(&t, &NoLeases).unwrap().response.succeeded, holds, "{target:?} {result:?} {value:?}");
     }
 }
 
 #[test]
 fn txn_compare_on_missing_keys_and_ranges() {
     let mut s = store_with(&[("a1", "x"), ("a2", "x"), ("a3", "y")]);
-    let mut holds = |c: Compare| {
-        s.txn(&txn(vec![c], vec![], vec![]), &NoLeases)
-            .unwrap()
-            .response
-            .succeeded
-    };
+    let mut holds = |c: Compare| s.txn(&txn(vec![c], vec![], vec![]), &NoLeases).unwrap().response.succeeded;
     use CompareResult::*;
     use CompareTarget::*;
     // A missing key compares as a zero key-value, except for values: those always fail.
     assert!(holds(cmp("nope", Version, Equal, TargetUnion::Version(0))));
-    assert!(holds(cmp(
-        "nope",
-        Create,
-        Equal,
-        TargetUnion::CreateRevision(0)
-    )));
-    assert!(!holds(cmp(
-        "nope",
-        Value,
-        Equal,
-        TargetUnion::Value(Bytes::new())
-    )));
-    assert!(!holds(cmp(
-        "nope",
-        Value,
-        NotEqual,
-        TargetUnion::Value(b("x"))
-    )));
+    assert!(holds(cmp("nope", Create, Equal, TargetUnion::CreateRevision(0))));
+    assert!(!holds(cmp("nope", Value, Equal, TargetUnion::Value(Bytes::new()))));
+    assert!(!holds(cmp("nope", Value, NotEqual, TargetUnion::Value(b("x")))));
     // With a range_end, every key in the range must satisfy the compare.
-    let ranged = |end: &str, v: &str| Compare {
-        range_end: b(end),
-        ..cmp("a1", Value, Equal, TargetUnion::Value(b(v)))
-    };
+    let ranged =
+        |end: &str, v: &str| Compare { range_end: b(end), ..cmp("a1", Value, Equal, TargetUnion::Value(b(v))) };
     assert!(holds(ranged("a3", "x")));
     assert!(!holds(ranged("a4", "x")));
-    assert!(holds(Compare {
-        range_end: b("b"),
-        ..cmp("a", Version, Equal, TargetUnion::Version(1))
-    }));
+    assert!(holds(Compare { range_end: b("b"), ..cmp("a", Version, Equal, TargetUnion::Version(1)) }));
 }
 
 #[test]
 fn txn_branches_one_revision_and_own_writes() {
     let mut s = store_with(&[("k", "1")]);
     let t = txn(
-        vec![cmp(
-            "k",
-            CompareTarget::Value,
-            CompareResult::Equal,
-            TargetUnion::Value(b("1")),
-        )],
-        vec![
-            op_put("a", "x"),
-            op_get("a"),
-            op_put("b", "y"),
-            op_del("k", ""),
-        ],
+        vec![cmp("k", CompareTarget::Value, CompareResult::Equal, TargetUnion::Value(b("1")))],
+        vec![op_put("a", "x"), op_get("a"), op_put("b", "y"), op_del("k", "")],
         vec![op_put("failed", "!")],
     );
     let applied = s.txn(&t, &NoLeases).unwrap();
     let r = &applied.response;
     assert!(r.succeeded);
-    assert_eq!(
-        r.header.as_ref().unwrap().revision,
-        3,
-        "the whole txn is one revision"
-    );
+    assert_eq!(r.header.as_ref().unwrap().revision, 3, "the whole txn is one revision");
     assert_eq!(s.current_revision(), 3);
-    let Some(Response::ResponseRange(read)) = &r.responses[1].response else {
-        panic!("range response")
-    };
-    assert_eq!(
-        read.kvs[0].value,
-        b("x"),
-        "a txn reads its own earlier writes"
-    );
+    let Some(Response::ResponseRange(read)) = &r.responses[1].response else { panic!("range response") };
+    assert_eq!(read.kvs[0].value, b("x"), "a txn reads its own earlier writes");
     assert_eq!(get(&s, "a").unwrap().mod_revision, 3);
     assert_eq!(get(&s, "b").unwrap().mod_revision, 3);
     assert_eq!(get(&s, "failed"), None);
-    let kinds: Vec<_> = applied
-        .events
-        .iter()
-        .map(|e| (e.r#type, e.kv.as_ref().unwrap().key.clone()))
-        .collect();
-    assert_eq!(
-        kinds,
-        [(0, b("a")), (0, b("b")), (1, b("k"))],
-        "events in the order of the ops"
-    );
+    let kinds: Vec<_> = applied.events.iter().map(|e| (e.r#type, e.kv.as_ref().unwrap().key.clone())).collect();
+    assert_eq!(kinds, [(0, b("a")), (0, b("b")), (1, b("k"))], "events in the order of the ops");
 
     // The failure branch.
     let t = txn(
-        vec![cmp(
-            "k",
-            CompareTarget::Version,
-            CompareResult::Greater,
-            TargetUnion::Version(0),
-        )],
+        vec![cmp("k", CompareTarget::Version, CompareResult::Greater, TargetUnion::Version(0))],
         vec![op_put("s", "1")],
         vec![op_put("f", "1")],
     );
@@ -660,90 +390,40 @@ fn txn_branches_one_revision_and_own_writes() {
 
     // A txn that writes nothing creates no revision.
     let before = s.current_revision();
-    let r = s
-        .txn(&txn(vec![], vec![op_get("a")], vec![]), &NoLeases)
-        .unwrap()
-        .response;
-    assert_eq!(
-        (s.current_revision(), r.header.unwrap().revision),
-        (before, before)
-    );
+    let r = s.txn(&txn(vec![], vec![op_get("a")], vec![]), &NoLeases).unwrap().response;
+    assert_eq!((s.current_revision(), r.header.unwrap().revision), (before, before));
 }
 
 #[test]
 fn txn_nested_compares_see_the_store_before_the_txn() {
     let mut s = store_with(&[("k", "old")]);
     let inner = txn(
-        vec![cmp(
-            "k",
-            CompareTarget::Value,
-            CompareResult::Equal,
-            TargetUnion::Value(b("old")),
-        )],
+        vec![cmp("k", CompareTarget::Value, CompareResult::Equal, TargetUnion::Value(b("old")))],
         vec![op_put("inner-saw-old", "1")],
         vec![op_put("inner-saw-new", "1")],
     );
     let outer = txn(vec![], vec![op_put("k", "new"), op_txn(inner)], vec![]);
     let r = s.txn(&outer, &NoLeases).unwrap().response;
-    assert!(
-        get(&s, "inner-saw-old").is_some(),
-        "as in etcd, nested compares run before any op"
-    );
-    let Some(Response::ResponseTxn(nested)) = &r.responses[1].response else {
-        panic!("txn response")
-    };
+    assert!(get(&s, "inner-saw-old").is_some(), "as in etcd, nested compares run before any op");
+    let Some(Response::ResponseTxn(nested)) = &r.responses[1].response else { panic!("txn response") };
     assert!(nested.succeeded);
-    assert_eq!(
-        get(&s, "inner-saw-old").unwrap().mod_revision,
-        get(&s, "k").unwrap().mod_revision
-    );
+    assert_eq!(get(&s, "inner-saw-old").unwrap().mod_revision, get(&s, "k").unwrap().mod_revision);
 }
 
 #[test]
 fn txn_op_limits() {
     let mut s = Store::new();
-    let puts = |n: usize| {
-        (0..n)
-            .map(|i| op_put(&format!("k{i}"), "v"))
-            .collect::<Vec<_>>()
-    };
+    let puts = |n: usize| (0..n).map(|i| op_put(&format!("k{i}"), "v")).collect::<Vec<_>>();
     assert!(s.txn(&txn(vec![], puts(128), vec![]), &NoLeases).is_ok());
-    assert_eq!(
-        s.txn(&txn(vec![], puts(129), vec![]), &NoLeases)
-            .map(|_| ()),
-        Err(Error::TooManyOps)
-    );
-    let compares = (0..129)
-        .map(|_| {
-            cmp(
-                "k0",
-                CompareTarget::Version,
-                CompareResult::Greater,
-                TargetUnion::Version(0),
-            )
-        })
-        .collect();
-    assert_eq!(
-        s.txn(&txn(compares, vec![], vec![]), &NoLeases).map(|_| ()),
-        Err(Error::TooManyOps)
-    );
+    assert_eq!(s.txn(&txn(vec![], puts(129), vec![]), &NoLeases).map(|_| ()), Err(Error::TooManyOps));
+    let compares =
+        (0..129).map(|_| cmp("k0", CompareTarget::Version, CompareResult::Greater, TargetUnion::Version(0))).collect();
+    assert_eq!(s.txn(&txn(compares, vec![], vec![]), &NoLeases).map(|_| ()), Err(Error::TooManyOps));
     // A nested txn gets what is left of the budget: 100 at the top leaves 28 below.
     let mut top = puts(99);
-    top.push(op_txn(txn(
-        vec![],
-        (0..29).map(|i| op_get(&format!("n{i}"))).collect(),
-        vec![],
-    )));
-    assert_eq!(
-        s.txn(&txn(vec![], top.clone(), vec![]), &NoLeases)
-            .map(|_| ()),
-        Err(Error::TooManyOps)
-    );
-    top[99] = op_txn(txn(
-        vec![],
-        (0..28).map(|i| op_get(&format!("n{i}"))).collect(),
-        vec![],
-    ));
+    top.push(op_txn(txn(vec![], (0..29).map(|i| op_get(&format!("n{i}"))).collect(), vec![])));
+    assert_eq!(s.txn(&txn(vec![], top.clone(), vec![]), &NoLeases).map(|_| ()), Err(Error::TooManyOps));
+    top[99] = op_txn(txn(vec![], (0..28).map(|i| op_get(&format!("n{i}"))).collect(), vec![]));
     assert!(s.txn(&txn(vec![], top, vec![]), &NoLeases).is_ok());
 }
 
@@ -751,69 +431,26 @@ fn txn_op_limits() {
 fn txn_duplicate_key_rule() {
     let nested = |success, failure| op_txn(txn(vec![], success, failure));
     let cases: Vec<(&str, Vec<RequestOp>, bool)> = vec![
-        (
-            "two puts of one key",
-            vec![op_put("a", "1"), op_put("a", "2")],
-            false,
-        ),
-        (
-            "put and delete of one key",
-            vec![op_put("a", "1"), op_del("a", "")],
-            false,
-        ),
-        (
-            "put inside a deleted range",
-            vec![op_del("a", "c"), op_put("b", "1")],
-            false,
-        ),
-        (
-            "put just outside a deleted range",
-            vec![op_del("a", "c"), op_put("c", "1")],
-            true,
-        ),
-        (
-            "two overlapping deletes",
-            vec![op_del("a", "c"), op_del("b", "")],
-            true,
-        ),
-        (
-            "nested put under an outer delete",
-            vec![op_del("a", ""), nested(vec![op_put("a", "1")], vec![])],
-            false,
-        ),
-        (
-            "outer put over a nested delete",
-            vec![nested(vec![op_del("a", "")], vec![]), op_put("a", "1")],
-            false,
-        ),
-        (
-            "one key in then and else",
-            vec![nested(vec![op_put("a", "1")], vec![op_put("a", "2")])],
-            true,
-        ),
+        ("two puts of one key", vec![op_put("a", "1"), op_put("a", "2")], false),
+        ("put and delete of one key", vec![op_put("a", "1"), op_del("a", "")], false),
+        ("put inside a deleted range", vec![op_del("a", "c"), op_put("b", "1")], false),
+        ("put just outside a deleted range", vec![op_del("a", "c"), op_put("c", "1")], true),
+        ("two overlapping deletes", vec![op_del("a", "c"), op_del("b", "")], true),
+        ("nested put under an outer delete", vec![op_del("a", ""), nested(vec![op_put("a", "1")], vec![])], false),
+        ("outer put over a nested delete", vec![nested(vec![op_del("a", "")], vec![]), op_put("a", "1")], false),
+        ("one key in then and else", vec![nested(vec![op_put("a", "1")], vec![op_put("a", "2")])], true),
         (
             "then-put and another nested put",
-            vec![
-                nested(vec![op_put("a", "1")], vec![]),
-                nested(vec![op_put("a", "2")], vec![]),
-            ],
+            vec![nested(vec![op_put("a", "1")], vec![]), nested(vec![op_put("a", "2")], vec![])],
             false,
         ),
         // etcd's quirk, kept for compatibility: a from-key delete is not checked.
-        (
-            "put under a from-key delete",
-            vec![op_del("a", "\0"), op_put("b", "1")],
-            true,
-        ),
+        ("put under a from-key delete", vec![op_del("a", "\0"), op_put("b", "1")], true),
     ];
     for (name, ops, ok) in cases {
         let mut s = Store::new();
         let got = s.txn(&txn(vec![], ops, vec![]), &NoLeases).map(|_| ());
-        assert_eq!(
-            got,
-            if ok { Ok(()) } else { Err(Error::DuplicateKey) },
-            "{name}"
-        );
+        assert_eq!(got, if ok { Ok(()) } else { Err(Error::DuplicateKey) }, "{name}");
     }
 }
 
@@ -821,55 +458,25 @@ fn txn_duplicate_key_rule() {
 fn txn_fails_whole_or_applies_whole() {
     let mut s = store_with(&[("k", "v")]);
     let leases: BTreeSet<i64> = [1].into_iter().collect();
-    let bad_lease = RequestOp {
-        request: Some(Request::RequestPut(PutRequest {
-            lease: 2,
-            ..put_req("b", "1")
-        })),
-    };
+    let bad_lease = RequestOp { request: Some(Request::RequestPut(PutRequest { lease: 2, ..put_req("b", "1") })) };
     let t = txn(vec![], vec![op_put("a", "1"), bad_lease.clone()], vec![]);
     assert_eq!(s.txn(&t, &leases).map(|_| ()), Err(Error::LeaseNotFound));
-    assert_eq!(
-        (s.current_revision(), get(&s, "a")),
-        (2, None),
-        "nothing of a failed txn is written"
-    );
+    assert_eq!((s.current_revision(), get(&s, "a")), (2, None), "nothing of a failed txn is written");
     // The branch not taken is not checked.
     let t = txn(vec![], vec![op_put("a", "1")], vec![bad_lease]);
     assert!(s.txn(&t, &leases).is_ok());
     // A range at a future revision fails the txn.
-    let future = RequestOp {
-        request: Some(Request::RequestRange(RangeRequest {
-            revision: 99,
-            ..range_req("k", "")
-        })),
-    };
+    let future =
+        RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 99, ..range_req("k", "") })) };
     assert_eq!(
-        s.txn(
-            &txn(vec![], vec![op_put("z", "1"), future], vec![]),
-            &leases
-        )
-        .map(|_| ()),
+        s.txn(&txn(vec![], vec![op_put("z", "1"), future], vec![]), &leases).map(|_| ()),
         Err(Error::FutureRevision)
     );
     // An empty op, and a compare without a key.
     let empty = RequestOp { request: None };
-    assert_eq!(
-        s.txn(&txn(vec![], vec![empty], vec![]), &leases)
-            .map(|_| ()),
-        Err(Error::KeyNotFound)
-    );
-    let keyless = cmp(
-        "",
-        CompareTarget::Version,
-        CompareResult::Equal,
-        TargetUnion::Version(0),
-    );
-    assert_eq!(
-        s.txn(&txn(vec![keyless], vec![], vec![]), &leases)
-            .map(|_| ()),
-        Err(Error::EmptyKey)
-    );
+    assert_eq!(s.txn(&txn(vec![], vec![empty], vec![]), &leases).map(|_| ()), Err(Error::KeyNotFound));
+    let keyless = cmp("", CompareTarget::Version, CompareResult::Equal, TargetUnion::Version(0));
+    assert_eq!(s.txn(&txn(vec![keyless], vec![], vec![]), &leases).map(|_| ()), Err(Error::EmptyKey));
     assert_eq!(s.current_revision(), 3);
 }
 
@@ -878,17 +485,9 @@ fn txn_that_fails_midway_is_undone() {
     // A from-key delete escapes etcd's duplicate check, then a put that keeps the value of the
     // key it just deleted cannot proceed. etcd panics here; we undo the txn and refuse it.
     let mut s = store_with(&[("a", "1"), ("b", "2")]);
-    let keep_value = RequestOp {
-        request: Some(Request::RequestPut(PutRequest {
-            ignore_value: true,
-            ..put_req("b", "")
-        })),
-    };
-    let t = txn(
-        vec![],
-        vec![op_put("new", "x"), op_del("a", "\0"), keep_value],
-        vec![],
-    );
+    let keep_value =
+        RequestOp { request: Some(Request::RequestPut(PutRequest { ignore_value: true, ..put_req("b", "") })) };
+    let t = txn(vec![], vec![op_put("new", "x"), op_del("a", "\0"), keep_value], vec![]);
     let hash = s.hash_kv(0).unwrap();
     assert_eq!(s.txn(&t, &NoLeases).map(|_| ()), Err(Error::KeyNotFound));
     assert_eq!(s.current_revision(), 3);
@@ -909,54 +508,22 @@ fn compaction() {
     put(&mut s, "gone", "x"); // 4
     s.delete_range(&del_req("gone", "")).unwrap(); // 5
     put(&mut s, "a", "3"); // 6
-    let compact = |s: &mut Store, revision| {
-        s.compact(&CompactionRequest {
-            revision,
-            physical: false,
-        })
-        .map(|_| ())
-    };
+    let compact = |s: &mut Store, revision| s.compact(&CompactionRequest { revision, physical: false }).map(|_| ());
     assert_eq!(compact(&mut s, 7), Err(Error::FutureRevision));
     compact(&mut s, 5).unwrap();
     assert_eq!(s.compact_revision(), 5);
     assert_eq!(compact(&mut s, 5), Err(Error::Compacted));
     assert_eq!(compact(&mut s, 4), Err(Error::Compacted));
-    let at = |s: &Store, revision| {
-        s.range(&RangeRequest {
-            revision,
-            ..range_req("\0", "\0")
-        })
-    };
+    let at = |s: &Store, revision| s.range(&RangeRequest { revision, ..range_req("\0", "\0") });
     assert_eq!(at(&s, 4), Err(Error::Compacted));
     let at5 = at(&s, 5).unwrap();
-    assert_eq!(
-        at5.kvs.len(),
-        1,
-        "the compaction revision itself stays readable"
-    );
-    assert_eq!(
-        at5.kvs[0].value,
-        b("2"),
-        "the newest version at the compaction is kept"
-    );
-    assert_eq!(
-        s.history(b"gone"),
-        None,
-        "a key deleted at or before the compaction is dropped"
-    );
+    assert_eq!(at5.kvs.len(), 1, "the compaction revision itself stays readable");
+    assert_eq!(at5.kvs[0].value, b("2"), "the newest version at the compaction is kept");
+    assert_eq!(s.history(b"gone"), None, "a key deleted at or before the compaction is dropped");
     assert_eq!(s.history(b"a").unwrap().versions().len(), 2);
     assert_eq!(at(&s, 0).unwrap().kvs[0].value, b("3"));
-    let ranged = RequestOp {
-        request: Some(Request::RequestRange(RangeRequest {
-            revision: 3,
-            ..range_req("a", "")
-        })),
-    };
-    assert_eq!(
-        s.txn(&txn(vec![], vec![ranged], vec![]), &NoLeases)
-            .map(|_| ()),
-        Err(Error::Compacted)
-    );
+    let ranged = RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 3, ..range_req("a", "") })) };
+    assert_eq!(s.txn(&txn(vec![], vec![ranged], vec![]), &NoLeases).map(|_| ()), Err(Error::Compacted));
 }
 
 // ---- hash --------------------------------------------------------------------------------
@@ -970,18 +537,10 @@ fn hash_of_the_history() {
     assert_ne!(a.hash_kv(0).unwrap().hash, c.hash_kv(0).unwrap().hash);
     let before = b2.hash_kv(3).unwrap();
     put(&mut b2, "z", "later");
-    assert_eq!(
-        b2.hash_kv(3).unwrap(),
-        before,
-        "writes after a revision do not change its hash"
-    );
+    assert_eq!(b2.hash_kv(3).unwrap(), before, "writes after a revision do not change its hash");
     assert_ne!(b2.hash_kv(0).unwrap().hash, before.hash);
     assert_eq!(b2.hash_kv(9), Err(Error::FutureRevision));
-    b2.compact(&CompactionRequest {
-        revision: 3,
-        physical: false,
-    })
-    .unwrap();
+    b2.compact(&CompactionRequest { revision: 3, physical: false }).unwrap();
     assert_eq!(b2.hash_kv(2), Err(Error::Compacted));
     assert_eq!(b2.hash_kv(0).unwrap().compact_revision, 3);
 }

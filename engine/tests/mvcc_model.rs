@@ -17,9 +17,8 @@ use bytes::Bytes;
 use detcd_engine::mvcc::{validate, Store};
 use detcd_engine::{limits, Error};
 use detcd_proto::etcdserverpb::{
-    compare, request_op, response_op, CompactionRequest, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, CompactionRequest, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use detcd_proto::mvccpb::{Event, KeyValue};
 use rand::rngs::StdRng;
@@ -54,20 +53,12 @@ fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 impl Model {
     fn new(leases: BTreeSet<i64>) -> Model {
-        Model {
-            changes: Vec::new(),
-            current: 1,
-            compacted: -1,
-            leases,
-        }
+        Model { changes: Vec::new(), current: 1, compacted: -1, leases }
     }
 
     /// Every live key at `revision`, by replaying all changes up to it.
@@ -101,10 +92,7 @@ impl Model {
     }
 
     fn matching(&self, key: &[u8], end: &[u8], revision: i64) -> Vec<KeyValue> {
-        self.state_at(revision)
-            .into_values()
-            .filter(|kv| in_range(&kv.key, key, end))
-            .collect()
+        self.state_at(revision).into_values().filter(|kv| in_range(&kv.key, key, end)).collect()
     }
 
     fn range(&self, r: &RangeRequest, view: i64) -> Result<RangeResponse, Error> {
@@ -121,12 +109,7 @@ impl Model {
         let all = self.matching(&r.key, &r.range_end, revision);
         let count = all.len() as i64;
         if r.count_only {
-            return Ok(RangeResponse {
-                header: header(view),
-                kvs: vec![],
-                more: false,
-                count,
-            });
+            return Ok(RangeResponse { header: header(view), kvs: vec![], more: false, count });
         }
         // etcd's quirk: without a sort order (even with a non-key sort target, which still sorts)
         // and without filters, only the first `limit + 1` keys in key order are fetched.
@@ -134,11 +117,7 @@ impl Model {
             || r.max_mod_revision != 0
             || r.min_create_revision != 0
             || r.max_create_revision != 0;
-        let fetched = if r.limit > 0 && r.sort_order == 0 && !filtered {
-            r.limit as usize + 1
-        } else {
-            usize::MAX
-        };
+        let fetched = if r.limit > 0 && r.sort_order == 0 && !filtered { r.limit as usize + 1 } else { usize::MAX };
         let mut kvs: Vec<KeyValue> = all
             .into_iter()
             .take(fetched)
@@ -180,12 +159,7 @@ impl Model {
                 kv.value = Bytes::new();
             }
         }
-        Ok(RangeResponse {
-            header: header(view),
-            kvs,
-            more,
-            count,
-        })
+        Ok(RangeResponse { header: header(view), kvs, more, count })
     }
 
     fn live(&self, key: &[u8], revision: i64) -> Option<KeyValue> {
@@ -218,62 +192,23 @@ impl Model {
         if prev.is_none() && (p.ignore_value || p.ignore_lease) {
             return Err(Error::KeyNotFound);
         }
-        let value = if p.ignore_value {
-            prev.as_ref().unwrap().value.clone()
-        } else {
-            p.value.clone()
-        };
-        let lease = if p.ignore_lease {
-            prev.as_ref().unwrap().lease
-        } else {
-            p.lease
-        };
-        self.changes.push(Change {
-            key: p.key.clone(),
-            revision,
-            put: Some((value, lease)),
-        });
+        let value = if p.ignore_value { prev.as_ref().unwrap().value.clone() } else { p.value.clone() };
+        let lease = if p.ignore_lease { prev.as_ref().unwrap().lease } else { p.lease };
+        self.changes.push(Change { key: p.key.clone(), revision, put: Some((value, lease)) });
         let kv = self.live(&p.key, revision);
-        events.push(Event {
-            r#type: 0,
-            kv,
-            prev_kv: prev.clone(),
-        });
-        Ok(PutResponse {
-            header: header(revision),
-            prev_kv: if p.prev_kv { prev } else { None },
-        })
+        events.push(Event { r#type: 0, kv, prev_kv: prev.clone() });
+        Ok(PutResponse { header: header(revision), prev_kv: if p.prev_kv { prev } else { None } })
     }
 
-    fn do_delete(
-        &mut self,
-        d: &DeleteRangeRequest,
-        events: &mut Vec<Event>,
-    ) -> DeleteRangeResponse {
+    fn do_delete(&mut self, d: &DeleteRangeRequest, events: &mut Vec<Event>) -> DeleteRangeResponse {
         let revision = self.current + 1;
         let doomed = self.matching(&d.key, &d.range_end, revision);
         for kv in &doomed {
-            self.changes.push(Change {
-                key: kv.key.clone(),
-                revision,
-                put: None,
-            });
-            let tomb = KeyValue {
-                key: kv.key.clone(),
-                mod_revision: revision,
-                ..Default::default()
-            };
-            events.push(Event {
-                r#type: 1,
-                kv: Some(tomb),
-                prev_kv: Some(kv.clone()),
-            });
+            self.changes.push(Change { key: kv.key.clone(), revision, put: None });
+            let tomb = KeyValue { key: kv.key.clone(), mod_revision: revision, ..Default::default() };
+            events.push(Event { r#type: 1, kv: Some(tomb), prev_kv: Some(kv.clone()) });
         }
-        let view = if events.is_empty() {
-            self.current
-        } else {
-            revision
-        };
+        let view = if events.is_empty() { self.current } else { revision };
         DeleteRangeResponse {
             header: header(view),
             deleted: doomed.len() as i64,
@@ -295,10 +230,7 @@ impl Model {
         Ok((r, events))
     }
 
-    fn delete(
-        &mut self,
-        d: &DeleteRangeRequest,
-    ) -> Result<(DeleteRangeResponse, Vec<Event>), Error> {
+    fn delete(&mut self, d: &DeleteRangeRequest) -> Result<(DeleteRangeResponse, Vec<Event>), Error> {
         if d.key.is_empty() {
             return Err(Error::EmptyKey);
         }
@@ -347,11 +279,7 @@ impl Model {
     /// The ops a txn will run, nested ones flattened in execution order, with each txn's
     /// branch decided against the store before the txn.
     fn taken<'a>(&self, t: &'a TxnRequest, out: &mut Vec<&'a request_op::Request>) {
-        let ops = if t.compare.iter().all(|c| self.compare_holds(c)) {
-            &t.success
-        } else {
-            &t.failure
-        };
+        let ops = if t.compare.iter().all(|c| self.compare_holds(c)) { &t.success } else { &t.failure };
         for op in ops {
             match op.request.as_ref().unwrap() {
                 request_op::Request::RequestTxn(inner) => self.taken(inner, out),
@@ -389,11 +317,7 @@ impl Model {
                 return Err(e);
             }
         };
-        resp.header = header(if events.is_empty() {
-            self.current
-        } else {
-            self.current + 1
-        });
+        resp.header = header(if events.is_empty() { self.current } else { self.current + 1 });
         self.commit(&events);
         Ok((resp, events))
     }
@@ -404,26 +328,14 @@ impl Model {
         let ops = if succeeded { &t.success } else { &t.failure };
         let mut responses = vec![];
         for op in ops {
-            let view = if events.is_empty() {
-                self.current
-            } else {
-                self.current + 1
-            };
+            let view = if events.is_empty() { self.current } else { self.current + 1 };
             let r = match op.request.as_ref().unwrap() {
-                request_op::Request::RequestRange(r) => {
-                    response_op::Response::ResponseRange(self.range(r, view)?)
-                }
-                request_op::Request::RequestPut(p) => {
-                    response_op::Response::ResponsePut(self.do_put(p, events)?)
-                }
+                request_op::Request::RequestRange(r) => response_op::Response::ResponseRange(self.range(r, view)?),
+                request_op::Request::RequestPut(p) => response_op::Response::ResponsePut(self.do_put(p, events)?),
                 request_op::Request::RequestDeleteRange(d) => {
                     let had = events.len();
                     let mut resp = self.do_delete(d, events);
-                    let after = if events.len() > had || had > 0 {
-                        self.current + 1
-                    } else {
-                        self.current
-                    };
+                    let after = if events.len() > had || had > 0 { self.current + 1 } else { self.current };
                     resp.header = header(after);
                     response_op::Response::ResponseDeleteRange(resp)
                 }
@@ -435,11 +347,7 @@ impl Model {
             };
             responses.push(ResponseOp { response: Some(r) });
         }
-        Ok(TxnResponse {
-            header: None,
-            succeeded,
-            responses,
-        })
+        Ok(TxnResponse { header: None, succeeded, responses })
     }
 
     fn compact(&mut self, revision: i64) -> Result<(), Error> {
@@ -587,33 +495,15 @@ impl Gen {
     fn put(&self, g: &PutGene) -> PutRequest {
         let ignore_value = g.flags % 8 == 1;
         let ignore_lease = g.flags % 8 == 2;
-        let value = if ignore_value && g.value % 4 != 0 {
-            Bytes::new()
-        } else {
-            Bytes::from(format!("v{}", g.value % 16))
-        };
-        let lease = if ignore_lease && g.lease % 4 != 0 {
-            0
-        } else {
-            LEASES[g.lease as usize % LEASES.len()]
-        };
-        PutRequest {
-            key: key_of(g.key),
-            value,
-            lease,
-            prev_kv: g.flags & 16 != 0,
-            ignore_value,
-            ignore_lease,
-        }
+        let value =
+            if ignore_value && g.value % 4 != 0 { Bytes::new() } else { Bytes::from(format!("v{}", g.value % 16)) };
+        let lease = if ignore_lease && g.lease % 4 != 0 { 0 } else { LEASES[g.lease as usize % LEASES.len()] };
+        PutRequest { key: key_of(g.key), value, lease, prev_kv: g.flags & 16 != 0, ignore_value, ignore_lease }
     }
 
     fn delete(&self, g: &DeleteGene) -> DeleteRangeRequest {
         let (key, range_end) = self.keys(g.key, &g.end);
-        DeleteRangeRequest {
-            key,
-            range_end,
-            prev_kv: g.prev_kv,
-        }
+        DeleteRangeRequest { key, range_end, prev_kv: g.prev_kv }
     }
 
     fn compare(&self, g: &CompareGene) -> Compare {
@@ -631,13 +521,7 @@ impl Gen {
             3 => U::Value(Bytes::from(format!("v{}", g.operand % 16))),
             _ => U::Lease(LEASES[n as usize % LEASES.len()]),
         };
-        Compare {
-            result: (g.result % 4) as i32,
-            target,
-            key,
-            range_end,
-            target_union: Some(target_union),
-        }
+        Compare { result: (g.result % 4) as i32, target, key, range_end, target_union: Some(target_union) }
     }
 
     fn op(&self, g: &OpGene, depth: usize) -> RequestOp {
@@ -657,26 +541,14 @@ impl Gen {
                 filters: [1; 4],
             })),
         };
-        RequestOp {
-            request: Some(request),
-        }
+        RequestOp { request: Some(request) }
     }
 
     fn txn(&self, g: &TxnGene, depth: usize) -> TxnRequest {
         TxnRequest {
             compare: g.compares.iter().take(3).map(|c| self.compare(c)).collect(),
-            success: g
-                .success
-                .iter()
-                .take(4)
-                .map(|o| self.op(o, depth))
-                .collect(),
-            failure: g
-                .failure
-                .iter()
-                .take(4)
-                .map(|o| self.op(o, depth))
-                .collect(),
+            success: g.success.iter().take(4).map(|o| self.op(o, depth)).collect(),
+            failure: g.failure.iter().take(4).map(|o| self.op(o, depth)).collect(),
         }
     }
 }
@@ -694,31 +566,21 @@ fn run(seed: u64, ops: usize) {
         let mut bytes = [0u8; 512];
         rng.fill(&mut bytes[..]);
         let mut u = Unstructured::new(&bytes);
-        let gen = Gen {
-            current: store.current_revision(),
-        };
+        let gen = Gen { current: store.current_revision() };
         let kind = u.int_in_range(0u8..=99).unwrap();
         macro_rules! same {
             ($name:literal, $req:expr, $store:expr, $model:expr) => {{
                 let req = $req;
                 let (got, want) = ($store(&req), $model(&req));
-                assert_eq!(
-                    got, want,
-                    "op {i} ({}) diverged: {req:#?}\nreplay: {replay}",
-                    $name
-                );
+                assert_eq!(got, want, "op {i} ({}) diverged: {req:#?}\nreplay: {replay}", $name);
                 let entry = tally.entry($name).or_default();
                 entry.0 += 1;
                 entry.1 += got.is_err() as usize;
             }};
         }
         match kind {
-            0..=29 => same!(
-                "range",
-                gen.range(&u.arbitrary().unwrap()),
-                |r| store.range(r),
-                |r| model.range(r, model.current)
-            ),
+            0..=29 => same!("range", gen.range(&u.arbitrary().unwrap()), |r| store.range(r), |r| model
+                .range(r, model.current)),
             30..=59 => same!(
                 "put",
                 gen.put(&u.arbitrary().unwrap()),
@@ -739,19 +601,12 @@ fn run(seed: u64, ops: usize) {
             ),
             _ => same!(
                 "compact",
-                CompactionRequest {
-                    revision: gen.revision(&u.arbitrary().unwrap()),
-                    physical: false
-                },
+                CompactionRequest { revision: gen.revision(&u.arbitrary().unwrap()), physical: false },
                 |r: &CompactionRequest| store.compact(r).map(|_| ()),
                 |r: &CompactionRequest| model.compact(r.revision)
             ),
         }
-        assert_eq!(
-            store.current_revision(),
-            model.current,
-            "op {i}: revision\nreplay: {replay}"
-        );
+        assert_eq!(store.current_revision(), model.current, "op {i}: revision\nreplay: {replay}");
         if i % 500 == 499 {
             // Every readable revision, whole keyspace.
             for revision in (model.compacted.max(1)..=model.current).step_by(7) {
@@ -769,30 +624,18 @@ fn run(seed: u64, ops: usize) {
             }
         }
     }
-    println!(
-        "seed {seed}: {ops} ops, final revision {}, (ops, refused) by kind: {tally:?}",
-        store.current_revision()
-    );
+    println!("seed {seed}: {ops} ops, final revision {}, (ops, refused) by kind: {tally:?}", store.current_revision());
     // The run must have exercised both accepted and refused requests of every kind.
     for (kind, (n, refused)) in &tally {
         assert!(*refused < *n, "seed {seed}: every {kind} was refused");
     }
-    assert!(
-        tally.values().map(|t| t.1).sum::<usize>() > 0,
-        "seed {seed}: nothing was refused"
-    );
+    assert!(tally.values().map(|t| t.1).sum::<usize>() > 0, "seed {seed}: nothing was refused");
 }
 
 #[test]
 fn store_matches_naive_model() {
-    let ops: usize = std::env::var("DETCD_MODEL_OPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
-    match std::env::var("DETCD_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    let ops: usize = std::env::var("DETCD_MODEL_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    match std::env::var("DETCD_MODEL_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => run(seed, ops),
         None => {
             for seed in [1, 2, 3] {

@@ -5,7 +5,10 @@ use detcd_engine::harness::Cluster;
 use detcd_engine::node::{Config, Request, Response};
 use detcd_engine::time::Duration;
 use detcd_engine::Error;
-use detcd_proto::etcdserverpb::{compare, CompactionRequest, Compare, RangeRequest, TxnRequest};
+use detcd_proto::etcdserverpb::{
+    compare, CompactionRequest, Compare, MemberAddRequest, MemberListRequest, MemberPromoteRequest,
+    MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest, RangeRequest, TxnRequest,
+};
 
 fn ok_put(c: &mut Cluster, id: u64, key: &str, value: &str) -> i64 {
     match c.put(id, key, value) {
@@ -32,10 +35,7 @@ fn settle(c: &mut Cluster) {
             return false;
         };
         let commit = c.node(leader).unwrap().commit_index();
-        c.ids()
-            .iter()
-            .filter_map(|&id| c.node(id))
-            .all(|n| n.applied_index() == commit)
+        c.ids().iter().filter_map(|&id| c.node(id)).all(|n| n.applied_index() == commit)
     });
     assert!(ok, "cluster did not settle");
 }
@@ -46,17 +46,9 @@ fn a_cluster_elects_one_leader_that_everyone_follows() {
         let mut c = Cluster::new(n, 7);
         let leader = c.wait_for_leader();
         c.run_for(Duration::from_secs(2));
-        assert_eq!(
-            c.leader(),
-            Some(leader),
-            "a stable cluster keeps its leader"
-        );
+        assert_eq!(c.leader(), Some(leader), "a stable cluster keeps its leader");
         for id in c.ids() {
-            assert_eq!(
-                c.node(id).unwrap().leader_id(),
-                leader,
-                "{n} members: member {id} follows the leader"
-            );
+            assert_eq!(c.node(id).unwrap().leader_id(), leader, "{n} members: member {id} follows the leader");
         }
     }
 }
@@ -69,37 +61,19 @@ fn writes_and_reads_through_leader_and_followers() {
     let r1 = ok_put(&mut c, leader, "a", "1");
     let r2 = ok_put(&mut c, follower, "b", "2"); // forwarded to the leader by raft
     assert_eq!((r1, r2), (2, 3));
-    assert_eq!(
-        read(&mut c, follower, "a").as_deref(),
-        Some("1"),
-        "linearizable read on a follower"
-    );
+    assert_eq!(read(&mut c, follower, "a").as_deref(), Some("1"), "linearizable read on a follower");
     assert_eq!(read(&mut c, leader, "b").as_deref(), Some("2"));
     settle(&mut c);
-    let hashes: Vec<_> = c
-        .ids()
-        .iter()
-        .map(|&id| c.node(id).unwrap().store().hash_kv(0).unwrap())
-        .collect();
-    assert!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "members agree: {hashes:?}"
-    );
+    let hashes: Vec<_> = c.ids().iter().map(|&id| c.node(id).unwrap().store().hash_kv(0).unwrap()).collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "members agree: {hashes:?}");
     // The header is filled as etcd fills it.
-    let Some(Ok(Response::Range(r))) = c.call(
-        follower,
-        Request::Range(RangeRequest {
-            key: Bytes::from("a"),
-            ..Default::default()
-        }),
-    ) else {
+    let Some(Ok(Response::Range(r))) =
+        c.call(follower, Request::Range(RangeRequest { key: Bytes::from("a"), ..Default::default() }))
+    else {
         panic!("range failed")
     };
     let h = r.header.unwrap();
-    assert_eq!(
-        (h.member_id, h.revision, h.cluster_id != 0, h.raft_term >= 1),
-        (follower, 3, true, true)
-    );
+    assert_eq!((h.member_id, h.revision, h.cluster_id != 0, h.raft_term >= 1), (follower, 3, true, true));
 }
 
 #[test]
@@ -114,19 +88,10 @@ fn a_read_only_txn_is_a_linearizable_read_and_a_write_txn_commits_once() {
         target_union: Some(compare::TargetUnion::Value(Bytes::from("v"))),
         ..Default::default()
     };
-    let read_only = TxnRequest {
-        compare: vec![cmp.clone()],
-        ..Default::default()
-    };
-    let Some(Ok(Response::Txn(r))) = c.call(others(&c, leader)[0], Request::Txn(read_only)) else {
-        panic!()
-    };
+    let read_only = TxnRequest { compare: vec![cmp.clone()], ..Default::default() };
+    let Some(Ok(Response::Txn(r))) = c.call(others(&c, leader)[0], Request::Txn(read_only)) else { panic!() };
     assert!(r.succeeded);
-    assert_eq!(
-        c.node(leader).unwrap().store().current_revision(),
-        2,
-        "a read-only txn writes nothing"
-    );
+    assert_eq!(c.node(leader).unwrap().store().current_revision(), 2, "a read-only txn writes nothing");
 }
 
 #[test]
@@ -137,19 +102,11 @@ fn the_leader_crashes_and_the_rest_carry_on() {
     c.crash(old);
     let new = c.wait_for_leader();
     assert_ne!(new, old);
-    assert_eq!(
-        read(&mut c, new, "k").as_deref(),
-        Some("before"),
-        "an acknowledged write survives"
-    );
+    assert_eq!(read(&mut c, new, "k").as_deref(), Some("before"), "an acknowledged write survives");
     ok_put(&mut c, new, "k", "after");
     c.restart(old);
     settle(&mut c);
-    assert_eq!(
-        read(&mut c, old, "k").as_deref(),
-        Some("after"),
-        "the restarted member catches up"
-    );
+    assert_eq!(read(&mut c, old, "k").as_deref(), Some("after"), "the restarted member catches up");
 }
 
 #[test]
@@ -167,30 +124,18 @@ fn a_partitioned_minority_cannot_write_and_the_majority_moves_on() {
         }),
     );
     let new = {
-        let ok = c.run_until(Duration::from_secs(30), |c| {
-            c.leader().is_some_and(|l| rest[1..].contains(&l))
-        });
+        let ok = c.run_until(Duration::from_secs(30), |c| c.leader().is_some_and(|l| rest[1..].contains(&l)));
         assert!(ok, "the majority elects a leader");
         c.leader().unwrap()
     };
     ok_put(&mut c, new, "majority", "y");
     let answer = c.wait(old, rid, Duration::from_secs(30));
-    assert!(
-        matches!(
-            answer,
-            Some(Err(Error::Timeout | Error::TimeoutDueToLeaderFail))
-        ),
-        "minority write: {answer:?}"
-    );
+    assert!(matches!(answer, Some(Err(Error::Timeout | Error::TimeoutDueToLeaderFail))), "minority write: {answer:?}");
     c.heal();
     settle(&mut c);
     for id in c.ids() {
         assert_eq!(read(&mut c, id, "majority").as_deref(), Some("y"));
-        assert_eq!(
-            read(&mut c, id, "minority"),
-            None,
-            "the minority's write never committed"
-        );
+        assert_eq!(read(&mut c, id, "minority"), None, "the minority's write never committed");
     }
 }
 
@@ -202,17 +147,9 @@ fn a_deposed_leader_never_serves_a_stale_linearizable_read() {
     c.isolate(old);
     // The old leader still believes it leads for a while (check-quorum takes an election
     // timeout to depose it); a read sent now must not return "old" once "new" is written.
-    let rid = c.request(
-        old,
-        Request::Range(RangeRequest {
-            key: Bytes::from("k"),
-            ..Default::default()
-        }),
-    );
+    let rid = c.request(old, Request::Range(RangeRequest { key: Bytes::from("k"), ..Default::default() }));
     let rest = others(&c, old);
-    let ok = c.run_until(Duration::from_secs(30), |c| {
-        c.leader().is_some_and(|l| l != old)
-    });
+    let ok = c.run_until(Duration::from_secs(30), |c| c.leader().is_some_and(|l| l != old));
     assert!(ok);
     let new = c.leader().unwrap();
     assert!(rest.contains(&new));
@@ -246,28 +183,17 @@ fn a_lagging_follower_installs_a_snapshot() {
     }
     ok_put(&mut c, leader, "compacted-away", "x");
     let rev = c.node(leader).unwrap().store().current_revision();
-    let Some(Ok(_)) = c.call(
-        leader,
-        Request::Compact(CompactionRequest {
-            revision: rev - 10,
-            physical: false,
-        }),
-    ) else {
+    let Some(Ok(_)) = c.call(leader, Request::Compact(CompactionRequest { revision: rev - 10, physical: false }))
+    else {
         panic!()
     };
     c.restart(lagging);
-    assert_eq!(c.node(lagging).unwrap().snapshot_index(), 0);
+    assert_eq!(c.node(lagging).unwrap().snapshot_index(), 1, "only the founders' bootstrap snapshot");
     settle(&mut c);
-    assert!(
-        c.node(lagging).unwrap().snapshot_index() >= 20,
-        "the follower was sent a snapshot, not the log"
-    );
+    assert!(c.node(lagging).unwrap().snapshot_index() >= 20, "the follower was sent a snapshot, not the log");
     let a = c.node(leader).unwrap().store().hash_kv(0).unwrap();
     let b = c.node(lagging).unwrap().store().hash_kv(0).unwrap();
-    assert_eq!(
-        a, b,
-        "the follower rebuilt the same store from the snapshot and the log after it"
-    );
+    assert_eq!(a, b, "the follower rebuilt the same store from the snapshot and the log after it");
     assert_eq!(read(&mut c, lagging, "k1").as_deref(), Some("99"));
 }
 
@@ -289,11 +215,7 @@ fn every_member_restarts_from_its_disk() {
     let leader = c.wait_for_leader();
     settle(&mut c);
     for id in c.ids() {
-        assert_eq!(
-            c.node(id).unwrap().store().hash_kv(0).unwrap(),
-            before,
-            "member {id} after restart"
-        );
+        assert_eq!(c.node(id).unwrap().store().hash_kv(0).unwrap(), before, "member {id} after restart");
     }
     assert_eq!(ok_put(&mut c, leader, "after", "restart"), 32);
 }
@@ -316,9 +238,7 @@ fn without_a_leader_requests_fail_fast() {
     c.crash(leader);
     c.isolate(follower);
     // The follower loses its leader after an election timeout.
-    let ok = c.run_until(Duration::from_secs(10), |c| {
-        c.node(follower).unwrap().leader_id() == 0
-    });
+    let ok = c.run_until(Duration::from_secs(10), |c| c.node(follower).unwrap().leader_id() == 0);
     assert!(ok);
     assert_eq!(c.put(follower, "k", "v"), Some(Err(Error::NoLeader)));
     assert_eq!(c.get(follower, "k", false), Some(Err(Error::NoLeader)));
@@ -331,11 +251,7 @@ fn the_same_seed_replays_the_same_run() {
         c.faults.drop_ppm = 50_000;
         let leader = c.wait_for_leader();
         for i in 0..20 {
-            let target = if i % 2 == 0 {
-                leader
-            } else {
-                others(&c, leader)[0]
-            };
+            let target = if i % 2 == 0 { leader } else { others(&c, leader)[0] };
             let _ = c.put(target, &format!("k{i}"), "v");
         }
         c.crash(leader);
@@ -346,4 +262,65 @@ fn the_same_seed_replays_the_same_run() {
     };
     assert_eq!(run(42), run(42));
     assert_ne!(run(42).0, run(43).0);
+}
+
+#[test]
+fn a_learner_joins_catches_up_and_is_promoted_then_members_move_and_leave() {
+    let mut c = Cluster::new(3, 11);
+    let leader = c.wait_for_leader();
+    for i in 0..10 {
+        ok_put(&mut c, leader, &format!("k{i}"), "v");
+    }
+    let add = MemberAddRequest { peer_ur_ls: vec!["http://127.0.0.1:12380".into()], is_learner: true };
+    let answer = c.call(others(&c, leader)[0], Request::MemberAdd(add.clone()));
+    let Some(Ok(Response::MemberAdd(added))) = answer else { panic!("member add failed: {answer:?}") };
+    let learner = added.member.unwrap().id;
+    assert!(added.members.iter().any(|m| m.id == learner && m.is_learner));
+    assert_eq!(c.call(leader, Request::MemberAdd(add)), Some(Err(Error::PeerUrlExists)));
+    let promote = Request::MemberPromote(MemberPromoteRequest { id: learner });
+    assert_eq!(c.call(leader, promote.clone()), Some(Err(Error::LearnerNotReady)), "it has not even started");
+
+    c.add_node(learner);
+    settle(&mut c);
+    assert_eq!(c.node(learner).unwrap().store().hash_kv(0), c.node(leader).unwrap().store().hash_kv(0));
+    assert_eq!(c.node(learner).unwrap().learners(), vec![learner]);
+    assert_eq!(c.call(others(&c, leader)[0], promote.clone()), Some(Err(Error::NotLeader)));
+    // The leader learns of the catch-up from the learner's next append response.
+    c.run_for(Duration::from_millis(200));
+    let answer = c.call(leader, promote);
+    assert!(matches!(answer, Some(Ok(Response::MemberPromote(_)))), "promote: {answer:?}");
+    settle(&mut c);
+    assert!(c.node(learner).unwrap().voters().contains(&learner));
+    assert!(!c.node(learner).unwrap().members().iter().any(|m| m.is_learner));
+
+    // Peer URLs change through the log, on every member.
+    let url = "http://127.0.0.1:22380".to_string();
+    let update = MemberUpdateRequest { id: learner, peer_ur_ls: vec![url.clone()] };
+    assert!(matches!(c.call(leader, Request::MemberUpdate(update)), Some(Ok(Response::MemberUpdate(_)))));
+    settle(&mut c);
+    let Some(Ok(Response::MemberList(list))) =
+        c.call(learner, Request::MemberList(MemberListRequest { linearizable: true }))
+    else {
+        panic!("member list failed")
+    };
+    assert_eq!(list.members.iter().find(|m| m.id == learner).unwrap().peer_ur_ls, vec![url]);
+
+    // Leadership moves to the new member.
+    assert_eq!(
+        c.call(leader, Request::MoveLeader(MoveLeaderRequest { target_id: 99 })),
+        Some(Err(Error::BadLeaderTransferee))
+    );
+    assert!(matches!(c.call(leader, Request::MoveLeader(MoveLeaderRequest { target_id: learner })), Some(Ok(_))));
+    assert_eq!(c.leader(), Some(learner));
+
+    // The old leader leaves.
+    assert!(matches!(c.call(learner, Request::MemberRemove(MemberRemoveRequest { id: leader })), Some(Ok(_))));
+    settle(&mut c);
+    assert!(c.node(leader).unwrap().is_removed());
+    assert!(!c.node(learner).unwrap().voters().contains(&leader));
+    assert_eq!(
+        c.call(learner, Request::MemberRemove(MemberRemoveRequest { id: leader })),
+        Some(Err(Error::MemberNotFound))
+    );
+    ok_put(&mut c, learner, "after", "changes");
 }

@@ -66,11 +66,7 @@ fn run(seed: u64) -> (u64, usize, usize) {
                 let value = format!("s{seed}-w{step}");
                 writes += 1;
                 match c.put(target, &key, &value) {
-                    Some(Ok(r)) => acks.push(Ack {
-                        key,
-                        value,
-                        revision: r.revision(),
-                    }),
+                    Some(Ok(r)) => acks.push(Ack { key, value, revision: r.revision() }),
                     other => {
                         if std::env::var("DETCD_NODE_VERBOSE").is_ok() {
                             eprintln!("seed {seed} step {step}: put on {target}: {other:?}");
@@ -89,10 +85,7 @@ fn run(seed: u64) -> (u64, usize, usize) {
             }
             50..=54 => {
                 let ids = c.ids();
-                let (a, b) = (
-                    ids[rng.gen_range(0..ids.len())],
-                    ids[rng.gen_range(0..ids.len())],
-                );
+                let (a, b) = (ids[rng.gen_range(0..ids.len())], ids[rng.gen_range(0..ids.len())]);
                 if a != b {
                     c.cut_link(a, b);
                 }
@@ -128,36 +121,20 @@ fn run(seed: u64) -> (u64, usize, usize) {
     }
     let leader = c.wait_for_leader();
     let final_write = c.put(leader, "final", &format!("s{seed}"));
-    assert!(
-        matches!(final_write, Some(Ok(_))),
-        "seed {seed}: no progress after the faults stopped: {final_write:?}"
-    );
+    assert!(matches!(final_write, Some(Ok(_))), "seed {seed}: no progress after the faults stopped: {final_write:?}");
     let settled = c.run_until(Duration::from_secs(60), |c| {
         let Some(l) = c.leader() else { return false };
         let commit = c.node(l).unwrap().commit_index();
-        c.ids()
-            .iter()
-            .all(|&id| c.node(id).is_some_and(|n| n.applied_index() == commit))
+        c.ids().iter().all(|&id| c.node(id).is_some_and(|n| n.applied_index() == commit))
     });
     assert!(settled, "seed {seed}: members did not converge");
 
-    let hashes: Vec<_> = c
-        .ids()
-        .iter()
-        .map(|&id| c.node(id).unwrap().store().hash_kv(0).unwrap())
-        .collect();
-    assert!(
-        hashes.windows(2).all(|w| w[0] == w[1]),
-        "seed {seed}: members disagree: {hashes:?}"
-    );
+    let hashes: Vec<_> = c.ids().iter().map(|&id| c.node(id).unwrap().store().hash_kv(0).unwrap()).collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "seed {seed}: members disagree: {hashes:?}");
     for id in c.ids() {
         let store = c.node(id).unwrap().store();
         for ack in &acks {
-            let req = RangeRequest {
-                key: Bytes::from(ack.key.clone()),
-                revision: ack.revision,
-                ..Default::default()
-            };
+            let req = RangeRequest { key: Bytes::from(ack.key.clone()), revision: ack.revision, ..Default::default() };
             let kv = store.range(&req).unwrap().kvs.into_iter().next();
             let found = kv.as_ref().map(|kv| (kv.value.clone(), kv.mod_revision));
             assert_eq!(
@@ -173,11 +150,7 @@ fn run(seed: u64) -> (u64, usize, usize) {
     // And the last write reads back linearizably everywhere.
     for id in c.ids() {
         let got = c.get(id, "final", false);
-        assert_eq!(
-            got,
-            Some(Ok(Some(Bytes::from(format!("s{seed}"))))),
-            "seed {seed}: member {id}"
-        );
+        assert_eq!(got, Some(Ok(Some(Bytes::from(format!("s{seed}"))))), "seed {seed}: member {id}");
     }
     let _ = Response::revision;
     (c.trace_hash(), writes, acks.len())
@@ -185,16 +158,9 @@ fn run(seed: u64) -> (u64, usize, usize) {
 
 #[test]
 fn acknowledged_writes_survive_random_faults() {
-    let seeds: Vec<u64> = match std::env::var("DETCD_NODE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    let seeds: Vec<u64> = match std::env::var("DETCD_NODE_SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => vec![seed],
-        None => (0..std::env::var("DETCD_NODE_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(200))
-            .collect(),
+        None => (0..std::env::var("DETCD_NODE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200)).collect(),
     };
     let (mut writes, mut acked) = (0, 0);
     for &seed in &seeds {
@@ -210,16 +176,10 @@ fn acknowledged_writes_survive_random_faults() {
             }
         }
     }
-    println!(
-        "{} seeds: {writes} writes attempted, {acked} acknowledged and verified",
-        seeds.len()
-    );
+    println!("{} seeds: {writes} writes attempted, {acked} acknowledged and verified", seeds.len());
     // Not a safety property, a check that the faults leave the cluster room to work, so that
     // the safety checks above are about real acknowledged writes.
-    assert!(
-        acked * 3 > writes,
-        "too few writes succeed under these faults ({acked} of {writes})"
-    );
+    assert!(acked * 3 > writes, "too few writes succeed under these faults ({acked} of {writes})");
 }
 
 #[test]

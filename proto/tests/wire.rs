@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use detcd_proto::etcdserverpb::{
-    compare, range_request, request_op, watch_create_request, watch_request, Compare, PutRequest,
-    RangeRequest, RequestOp, ResponseHeader, TxnRequest, WatchRequest,
+    compare, range_request, request_op, watch_create_request, watch_request, Compare, PutRequest, RangeRequest,
+    RequestOp, ResponseHeader, TxnRequest, WatchRequest,
 };
 use detcd_proto::mvccpb::{event, Event};
 use prost::Message;
@@ -154,10 +154,7 @@ fn watch_create_request() {
     assert_eq!(create.key, Bytes::from_static(b"a"));
     assert_eq!(create.range_end, Bytes::from_static(b"b"));
     assert_eq!(create.start_revision, 42);
-    assert_eq!(
-        create.filters().collect::<Vec<_>>(),
-        vec![watch_create_request::FilterType::Nodelete]
-    );
+    assert_eq!(create.filters().collect::<Vec<_>>(), vec![watch_create_request::FilterType::Nodelete]);
     assert!(create.prev_kv);
     assert!(!create.progress_notify);
     assert_eq!(create.watch_id, 0);
@@ -165,10 +162,7 @@ fn watch_create_request() {
 
     // field 3 (progress_request), LEN: tag (3<<3)|2, length 0 (empty message).
     let progress = WatchRequest::decode(&[0x1A, 0x00][..]).unwrap();
-    assert!(matches!(
-        progress.request_union,
-        Some(watch_request::RequestUnion::ProgressRequest(_))
-    ));
+    assert!(matches!(progress.request_union, Some(watch_request::RequestUnion::ProgressRequest(_))));
 }
 
 #[test]
@@ -194,12 +188,7 @@ fn event_delete() {
 
 #[test]
 fn response_header_round_trip() {
-    let header = ResponseHeader {
-        cluster_id: 0x1234,
-        member_id: 1,
-        revision: 300,
-        raft_term: 5,
-    };
+    let header = ResponseHeader { cluster_id: 0x1234, member_id: 1, revision: 300, raft_term: 5 };
     let encoded = header.encode_to_vec();
     #[rustfmt::skip]
     let expected: &[u8] = &[

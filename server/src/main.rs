@@ -13,10 +13,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: detcd [flags]\n\ndetcd will accept etcd's flags (--name, --data-dir, --listen-client-urls, ...).");
         println!(
-            "Today only the MVCC state machine exists (crate detcd-engine); the server does not."
+            "usage: detcd [flags]\n\ndetcd will accept etcd's flags (--name, --data-dir, --listen-client-urls, ...)."
         );
+        println!("Today only the MVCC state machine exists (crate detcd-engine); the server does not.");
         return ExitCode::SUCCESS;
     }
     eprintln!(

@@ -3,8 +3,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!(
-        "detcd-sim: the simulator is not built yet (it needs the detcd server). See README.md."
-    );
+    eprintln!("detcd-sim: the simulator is not built yet (it needs the detcd server). See README.md.");
     ExitCode::from(2)
 }

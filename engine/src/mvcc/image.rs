@@ -31,34 +31,21 @@ impl Store {
     /// Rebuilds a store from an image, checking what a store guarantees: keys strictly
     /// ascending, each history non-empty, revisions strictly ascending and not beyond
     /// `current_revision`. A corrupt image is refused, never half-loaded.
-    pub fn from_key_images(
-        current_revision: i64,
-        compact_revision: i64,
-        keys: Vec<KeyImage>,
-    ) -> Result<Store, String> {
+    pub fn from_key_images(current_revision: i64, compact_revision: i64, keys: Vec<KeyImage>) -> Result<Store, String> {
         let mut store = Store::new();
         if current_revision < 1 || compact_revision > current_revision {
-            return Err(format!(
-                "bad revisions: current {current_revision}, compacted {compact_revision}"
-            ));
+            return Err(format!("bad revisions: current {current_revision}, compacted {compact_revision}"));
         }
         store.current_revision = current_revision;
         store.compact_revision = compact_revision;
         for image in keys {
-            if store
-                .keys
-                .last_key_value()
-                .is_some_and(|(last, _)| *last >= image.key)
-            {
+            if store.keys.last_key_value().is_some_and(|(last, _)| *last >= image.key) {
                 return Err(format!("keys out of order at {:?}", image.key));
             }
             let mut history = KeyHistory::default();
             for v in image.versions {
                 let revision = Revision::new(v.mod_main, v.mod_sub);
-                if history
-                    .versions()
-                    .last()
-                    .is_some_and(|last| last.mod_revision >= revision)
+                if history.versions().last().is_some_and(|last| last.mod_revision >= revision)
                     || v.mod_main > current_revision
                 {
                     return Err(format!("revisions out of order for key {:?}", image.key));
@@ -91,54 +78,24 @@ mod tests {
     fn round_trip_keeps_history_and_hash() {
         let mut s = Store::new();
         for (k, v) in [("a", "1"), ("b", "2"), ("a", "3")] {
-            let req = PutRequest {
-                key: Bytes::from(k),
-                value: Bytes::from(v),
-                ..Default::default()
-            };
+            let req = PutRequest { key: Bytes::from(k), value: Bytes::from(v), ..Default::default() };
             s.put(&req, &NoLeases).unwrap();
         }
-        s.delete_range(&DeleteRangeRequest {
-            key: Bytes::from("b"),
-            ..Default::default()
-        })
-        .unwrap();
-        s.compact(&CompactionRequest {
-            revision: 3,
-            physical: false,
-        })
-        .unwrap();
-        let back = Store::from_key_images(
-            s.current_revision(),
-            s.compact_revision(),
-            s.to_key_images(),
-        )
-        .unwrap();
+        s.delete_range(&DeleteRangeRequest { key: Bytes::from("b"), ..Default::default() }).unwrap();
+        s.compact(&CompactionRequest { revision: 3, physical: false }).unwrap();
+        let back = Store::from_key_images(s.current_revision(), s.compact_revision(), s.to_key_images()).unwrap();
         assert_eq!(back.hash_kv(0), s.hash_kv(0));
         assert_eq!(back.current_revision(), 5);
     }
 
     #[test]
     fn corrupt_images_are_refused() {
-        let v = |main| VersionImage {
-            mod_main: main,
-            version: 1,
-            create_revision: main,
-            ..Default::default()
-        };
-        let key = |k: &str, versions| KeyImage {
-            key: Bytes::from(k.to_owned()),
-            versions,
-        };
-        assert!(
-            Store::from_key_images(5, -1, vec![key("b", vec![v(2)]), key("a", vec![v(3)])])
-                .is_err()
-        );
+        let v = |main| VersionImage { mod_main: main, version: 1, create_revision: main, ..Default::default() };
+        let key = |k: &str, versions| KeyImage { key: Bytes::from(k.to_owned()), versions };
+        assert!(Store::from_key_images(5, -1, vec![key("b", vec![v(2)]), key("a", vec![v(3)])]).is_err());
         assert!(Store::from_key_images(5, -1, vec![key("a", vec![v(3), v(2)])]).is_err());
         assert!(Store::from_key_images(5, -1, vec![key("a", vec![])]).is_err());
         assert!(Store::from_key_images(2, -1, vec![key("a", vec![v(3)])]).is_err());
-        assert!(
-            Store::from_key_images(5, -1, vec![key("a", vec![v(2)]), key("b", vec![v(3)])]).is_ok()
-        );
+        assert!(Store::from_key_images(5, -1, vec![key("a", vec![v(2)]), key("b", vec![v(3)])]).is_ok());
     }
 }

@@ -55,9 +55,7 @@ impl KeyHistory {
     /// The version a reader at `revision` sees: the newest one at or below it, unless that is a
     /// tombstone (or there is none), in which case the key does not exist at `revision`.
     pub fn visible_at(&self, revision: i64) -> Option<&Version> {
-        let below = self
-            .versions
-            .partition_point(|v| v.mod_revision.main <= revision);
+        let below = self.versions.partition_point(|v| v.mod_revision.main <= revision);
         let newest = self.versions[..below].last()?;
         (!newest.is_tombstone()).then_some(newest)
     }
@@ -74,23 +72,14 @@ impl KeyHistory {
             Some(live) if !live.is_tombstone() => (live.create_revision, live.version + 1),
             _ => (revision.main, 1),
         };
-        self.versions.push(Version {
-            mod_revision: revision,
-            create_revision,
-            version,
-            lease,
-            value,
-        });
+        self.versions.push(Version { mod_revision: revision, create_revision, version, lease, value });
         self.versions.last().expect("just pushed")
     }
 
     /// Appends a tombstone at `revision`, ending the current generation. The key must be live.
     pub fn delete(&mut self, revision: Revision) {
         self.assert_after_last(revision);
-        assert!(
-            self.versions.last().is_some_and(|v| !v.is_tombstone()),
-            "tombstone on a key that is not live"
-        );
+        assert!(self.versions.last().is_some_and(|v| !v.is_tombstone()), "tombstone on a key that is not live");
         self.versions.push(Version {
             mod_revision: revision,
             create_revision: 0,
@@ -104,16 +93,10 @@ impl KeyHistory {
     /// the newest version at or below `revision`, and that version too if it is a tombstone.
     /// Returns whether the history is now empty (the key can be dropped).
     pub fn compact(&mut self, revision: i64) -> bool {
-        let below = self
-            .versions
-            .partition_point(|v| v.mod_revision.main <= revision);
+        let below = self.versions.partition_point(|v| v.mod_revision.main <= revision);
         if below > 0 {
             let newest_below_is_tombstone = self.versions[below - 1].is_tombstone();
-            let cut = if newest_below_is_tombstone {
-                below
-            } else {
-                below - 1
-            };
+            let cut = if newest_below_is_tombstone { below } else { below - 1 };
             self.versions.drain(..cut);
         }
         self.versions.is_empty()
@@ -122,9 +105,7 @@ impl KeyHistory {
     /// Forgets the versions written at `main` or later (a write batch that is undone). Returns
     /// whether the history is now empty.
     pub fn truncate_from(&mut self, main: i64) -> bool {
-        let keep = self
-            .versions
-            .partition_point(|v| v.mod_revision.main < main);
+        let keep = self.versions.partition_point(|v| v.mod_revision.main < main);
         self.versions.truncate(keep);
         self.versions.is_empty()
     }
@@ -137,11 +118,7 @@ impl KeyHistory {
 
     fn assert_after_last(&self, revision: Revision) {
         if let Some(last) = self.versions.last() {
-            assert!(
-                last.mod_revision < revision,
-                "revision {revision:?} not after {:?}",
-                last.mod_revision
-            );
+            assert!(last.mod_revision < revision, "revision {revision:?} not after {:?}", last.mod_revision);
         }
     }
 }
@@ -163,10 +140,7 @@ mod tests {
         let v = h.put(rev(5), Bytes::from_static(b"c"), 7).clone();
         assert_eq!((v.create_revision, v.version, v.lease), (5, 1, 7));
         assert_eq!(h.visible_at(1), None);
-        assert_eq!(
-            h.visible_at(3).map(|v| (v.create_revision, v.version)),
-            Some((2, 2))
-        );
+        assert_eq!(h.visible_at(3).map(|v| (v.create_revision, v.version)), Some((2, 2)));
         assert_eq!(h.visible_at(4), None);
         assert_eq!(h.visible_at(100).map(|v| v.version), Some(1));
     }
@@ -181,10 +155,7 @@ mod tests {
         assert_eq!(h.versions().len(), 2, "rev 3 is still visible at 4 and 5");
         assert_eq!(h.visible_at(4).map(|v| v.mod_revision.main), Some(3));
         h.delete(rev(7));
-        assert!(
-            h.compact(7),
-            "a tombstone at or below the compaction takes the key with it"
-        );
+        assert!(h.compact(7), "a tombstone at or below the compaction takes the key with it");
     }
 
     #[test]

@@ -25,14 +25,8 @@ impl<'a> KeyRange<'a> {
     pub fn new(key: &'a [u8], range_end: &'a [u8]) -> KeyRange<'a> {
         match range_end {
             [] => KeyRange::Single(key),
-            [0] => KeyRange::Span {
-                start: key,
-                end: None,
-            },
-            end => KeyRange::Span {
-                start: key,
-                end: Some(end),
-            },
+            [0] => KeyRange::Span { start: key, end: None },
+            end => KeyRange::Span { start: key, end: Some(end) },
         }
     }
 
@@ -46,19 +40,13 @@ impl<'a> KeyRange<'a> {
     /// The entries of `map` whose keys are in this range, in key order.
     ///
     /// (`BTreeMap::range` panics on an inverted interval; an inverted span is simply empty.)
-    pub fn iter<'m, K, V>(
-        &self,
-        map: &'m BTreeMap<K, V>,
-    ) -> Box<dyn Iterator<Item = (&'m K, &'m V)> + 'm>
+    pub fn iter<'m, K, V>(&self, map: &'m BTreeMap<K, V>) -> Box<dyn Iterator<Item = (&'m K, &'m V)> + 'm>
     where
         K: std::borrow::Borrow<[u8]> + Ord,
     {
         match *self {
             KeyRange::Single(key) => Box::new(map.get_key_value(key).into_iter()),
-            KeyRange::Span {
-                start,
-                end: Some(end),
-            } if start >= end => Box::new(std::iter::empty()),
+            KeyRange::Span { start, end: Some(end) } if start >= end => Box::new(std::iter::empty()),
             KeyRange::Span { start, end } => {
                 let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
                 Box::new(map.range::<[u8], _>((Bound::Included(start), upper)))

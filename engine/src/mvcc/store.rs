@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use detcd_proto::etcdserverpb::{
-    compare, range_request, request_op, response_op, CompactionRequest, CompactionResponse,
-    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, range_request, request_op, response_op, CompactionRequest, CompactionResponse, Compare,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use detcd_proto::mvccpb::{event::EventType, Event, KeyValue};
 
@@ -80,11 +80,7 @@ struct Batch {
 
 impl Batch {
     fn new(main: i64) -> Batch {
-        Batch {
-            main,
-            sub: 0,
-            events: Vec::new(),
-        }
+        Batch { main, sub: 0, events: Vec::new() }
     }
 
     /// The revision a read inside this batch sees: its own writes once it has made any.
@@ -112,19 +108,12 @@ struct TxnPath {
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 impl Store {
     pub fn new() -> Store {
-        Store {
-            keys: BTreeMap::new(),
-            current_revision: 1,
-            compact_revision: -1,
-        }
+        Store { keys: BTreeMap::new(), current_revision: 1, compact_revision: -1 }
     }
 
     /// The revision of the last write (1 for a fresh store).
@@ -160,11 +149,7 @@ impl Store {
         if requested > view_revision {
             return Err(Error::FutureRevision);
         }
-        let revision = if requested <= 0 {
-            view_revision
-        } else {
-            requested
-        };
+        let revision = if requested <= 0 { view_revision } else { requested };
         if revision < self.compact_revision {
             return Err(Error::Compacted);
         }
@@ -174,11 +159,7 @@ impl Store {
     /// A range as etcd's applier does it: fetch (everything when sorting or filtering, else
     /// `limit + 1` to learn `more`), drop by mod/create revision bounds, sort, cut to `limit`.
     /// `count` counts every key in the range at the revision, ignoring limit and filters.
-    fn range_in_view(
-        &self,
-        req: &RangeRequest,
-        view_revision: i64,
-    ) -> Result<RangeResponse, Error> {
+    fn range_in_view(&self, req: &RangeRequest, view_revision: i64) -> Result<RangeResponse, Error> {
         use range_request::{SortOrder, SortTarget};
         let revision = self.read_revision(req.revision, view_revision)?;
         let filtered = req.min_mod_revision != 0
@@ -193,9 +174,7 @@ impl Store {
             order => order,
         };
         let fetch_max = match (req.limit > 0, req.sort_order != 0 || filtered) {
-            (true, false) => usize::try_from(req.limit)
-                .unwrap_or(usize::MAX)
-                .saturating_add(1),
+            (true, false) => usize::try_from(req.limit).unwrap_or(usize::MAX).saturating_add(1),
             _ => usize::MAX,
         };
 
@@ -210,12 +189,7 @@ impl Store {
                 kvs.push(version.to_key_value(key));
             }
         }
-        let mut resp = RangeResponse {
-            header: header(view_revision),
-            kvs: Vec::new(),
-            more: false,
-            count,
-        };
+        let mut resp = RangeResponse { header: header(view_revision), kvs: Vec::new(), more: false, count };
         if req.count_only {
             return Ok(resp);
         }
@@ -259,12 +233,7 @@ impl Store {
     }
 
     /// The live key-values of `[key, range_end)` at `revision` (compares use this).
-    fn live_at<'a>(
-        &'a self,
-        key: &'a [u8],
-        range_end: &'a [u8],
-        revision: i64,
-    ) -> impl Iterator<Item = KeyValue> + 'a {
+    fn live_at<'a>(&'a self, key: &'a [u8], range_end: &'a [u8], revision: i64) -> impl Iterator<Item = KeyValue> + 'a {
         KeyRange::new(key, range_end)
             .iter(&self.keys)
             .filter_map(move |(k, h)| h.visible_at(revision).map(|v| v.to_key_value(k)))
@@ -272,32 +241,19 @@ impl Store {
 
     // ---- writes ---------------------------------------------------------------------------
 
-    pub fn put(
-        &mut self,
-        req: &PutRequest,
-        leases: &dyn LeaseView,
-    ) -> Result<Applied<PutResponse>, Error> {
+    pub fn put(&mut self, req: &PutRequest, leases: &dyn LeaseView) -> Result<Applied<PutResponse>, Error> {
         validate::check_put(req)?;
         self.check_put_preconditions(req, leases, self.current_revision)?;
         let mut batch = Batch::new(self.current_revision + 1);
         let response = self.put_in(&mut batch, req)?;
-        Ok(Applied {
-            response,
-            events: self.commit(batch),
-        })
+        Ok(Applied { response, events: self.commit(batch) })
     }
 
-    pub fn delete_range(
-        &mut self,
-        req: &DeleteRangeRequest,
-    ) -> Result<Applied<DeleteRangeResponse>, Error> {
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<Applied<DeleteRangeResponse>, Error> {
         validate::check_delete(req)?;
         let mut batch = Batch::new(self.current_revision + 1);
         let response = self.delete_in(&mut batch, req);
-        Ok(Applied {
-            response,
-            events: self.commit(batch),
-        })
+        Ok(Applied { response, events: self.commit(batch) })
     }
 
     /// A txn: every compare, also those of nested txns, is evaluated against the store as it
@@ -308,11 +264,7 @@ impl Store {
     /// from-key delete (which etcd's duplicate check ignores) removing a key that a later
     /// `ignore_value` / `ignore_lease` put needs. etcd panics there ("unexpected error during
     /// txn with writes"); we undo the txn's writes and answer etcd's `KeyNotFound`.
-    pub fn txn(
-        &mut self,
-        req: &TxnRequest,
-        leases: &dyn LeaseView,
-    ) -> Result<Applied<TxnResponse>, Error> {
+    pub fn txn(&mut self, req: &TxnRequest, leases: &dyn LeaseView) -> Result<Applied<TxnResponse>, Error> {
         validate::check_txn(req, limits::MAX_TXN_OPS)?;
         let view = self.current_revision;
         let path = self.txn_path(req, view);
@@ -322,9 +274,7 @@ impl Store {
         })?;
         self.check_txn_ops(req, &path, &mut |store, op| match op {
             request_op::Request::RequestRange(r) if r.revision > view => Err(Error::FutureRevision),
-            request_op::Request::RequestRange(r)
-                if r.revision > 0 && r.revision < store.compact_revision =>
-            {
+            request_op::Request::RequestRange(r) if r.revision > 0 && r.revision < store.compact_revision => {
                 Err(Error::Compacted)
             }
             _ => Ok(()),
@@ -333,10 +283,7 @@ impl Store {
         match self.txn_in(&mut batch, req, &path) {
             Ok(mut response) => {
                 response.header = header(batch.read_revision());
-                Ok(Applied {
-                    response,
-                    events: self.commit(batch),
-                })
+                Ok(Applied { response, events: self.commit(batch) })
             }
             Err(e) => {
                 self.roll_back(batch);
@@ -356,9 +303,7 @@ impl Store {
         }
         self.keys.retain(|_, history| !history.compact(revision));
         self.compact_revision = revision;
-        Ok(CompactionResponse {
-            header: header(self.current_revision),
-        })
+        Ok(CompactionResponse { header: header(self.current_revision) })
     }
 
     /// etcd's HashKV: `revision <= 0` hashes up to the current revision.
@@ -369,53 +314,28 @@ impl Store {
         if revision > 0 && revision < self.compact_revision {
             return Err(Error::Compacted);
         }
-        let hash_revision = if revision <= 0 {
-            self.current_revision
-        } else {
-            revision
-        };
+        let hash_revision = if revision <= 0 { self.current_revision } else { revision };
         let mut crc = 0u32;
         for (key, history) in &self.keys {
-            for v in history
-                .versions()
-                .iter()
-                .take_while(|v| v.mod_revision.main <= hash_revision)
-            {
+            for v in history.versions().iter().take_while(|v| v.mod_revision.main <= hash_revision) {
                 crc = crc32c::crc32c_append(crc, &(key.len() as u64).to_le_bytes());
                 crc = crc32c::crc32c_append(crc, key);
-                for n in [
-                    v.mod_revision.main,
-                    v.mod_revision.sub,
-                    v.create_revision,
-                    v.version,
-                    v.lease,
-                ] {
+                for n in [v.mod_revision.main, v.mod_revision.sub, v.create_revision, v.version, v.lease] {
                     crc = crc32c::crc32c_append(crc, &n.to_le_bytes());
                 }
                 crc = crc32c::crc32c_append(crc, &(v.value.len() as u64).to_le_bytes());
                 crc = crc32c::crc32c_append(crc, &v.value);
             }
         }
-        Ok(KvHash {
-            hash: crc,
-            hash_revision,
-            compact_revision: self.compact_revision,
-        })
+        Ok(KvHash { hash: crc, hash_revision, compact_revision: self.compact_revision })
     }
 
     // ---- the pieces of a write ------------------------------------------------------------
 
     /// etcd's `checkRequestPut`: `ignore_value` / `ignore_lease` need the key to exist, and a
     /// lease must exist.
-    fn check_put_preconditions(
-        &self,
-        req: &PutRequest,
-        leases: &dyn LeaseView,
-        view: i64,
-    ) -> Result<(), Error> {
-        if (req.ignore_value || req.ignore_lease)
-            && self.live_at(&req.key, &[], view).next().is_none()
-        {
+    fn check_put_preconditions(&self, req: &PutRequest, leases: &dyn LeaseView, view: i64) -> Result<(), Error> {
+        if (req.ignore_value || req.ignore_lease) && self.live_at(&req.key, &[], view).next().is_none() {
             return Err(Error::KeyNotFound);
         }
         if req.lease != 0 && !leases.lease_exists(req.lease) {
@@ -431,62 +351,30 @@ impl Store {
         let prev_kv = self
             .keys
             .get_key_value(&req.key[..])
-            .and_then(|(key, history)| {
-                history
-                    .visible_at(read_revision)
-                    .map(|v| v.to_key_value(key))
-            });
+            .and_then(|(key, history)| history.visible_at(read_revision).map(|v| v.to_key_value(key)));
         let (value, lease) = match (&prev_kv, req.ignore_value, req.ignore_lease) {
             (None, true, _) | (None, _, true) => return Err(Error::KeyNotFound),
             (Some(prev), ignore_value, ignore_lease) => (
-                if ignore_value {
-                    prev.value.clone()
-                } else {
-                    Bytes::copy_from_slice(&req.value)
-                },
+                if ignore_value { prev.value.clone() } else { Bytes::copy_from_slice(&req.value) },
                 if ignore_lease { prev.lease } else { req.lease },
             ),
             (None, false, false) => (Bytes::copy_from_slice(&req.value), req.lease),
         };
         // Keys are copied out of the request so the store never pins a whole request buffer.
-        let key = prev_kv
-            .as_ref()
-            .map_or_else(|| Bytes::copy_from_slice(&req.key), |kv| kv.key.clone());
+        let key = prev_kv.as_ref().map_or_else(|| Bytes::copy_from_slice(&req.key), |kv| kv.key.clone());
         let history = self.keys.entry(key.clone()).or_default();
-        let kv = history
-            .put(batch.next_revision(), value, lease)
-            .to_key_value(&key);
-        batch.events.push(Event {
-            r#type: EventType::Put as i32,
-            kv: Some(kv),
-            prev_kv: prev_kv.clone(),
-        });
-        Ok(PutResponse {
-            header: header(batch.main),
-            prev_kv: if req.prev_kv { prev_kv } else { None },
-        })
+        let kv = history.put(batch.next_revision(), value, lease).to_key_value(&key);
+        batch.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev_kv.clone() });
+        Ok(PutResponse { header: header(batch.main), prev_kv: if req.prev_kv { prev_kv } else { None } })
     }
 
     fn delete_in(&mut self, batch: &mut Batch, req: &DeleteRangeRequest) -> DeleteRangeResponse {
-        let doomed: Vec<KeyValue> = self
-            .live_at(&req.key, &req.range_end, batch.read_revision())
-            .collect();
+        let doomed: Vec<KeyValue> = self.live_at(&req.key, &req.range_end, batch.read_revision()).collect();
         for prev in &doomed {
             let revision = batch.next_revision();
-            self.keys
-                .get_mut(&prev.key)
-                .expect("live key has a history")
-                .delete(revision);
-            let kv = KeyValue {
-                key: prev.key.clone(),
-                mod_revision: revision.main,
-                ..Default::default()
-            };
-            batch.events.push(Event {
-                r#type: EventType::Delete as i32,
-                kv: Some(kv),
-                prev_kv: Some(prev.clone()),
-            });
+            self.keys.get_mut(&prev.key).expect("live key has a history").delete(revision);
+            let kv = KeyValue { key: prev.key.clone(), mod_revision: revision.main, ..Default::default() };
+            batch.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev.clone()) });
         }
         DeleteRangeResponse {
             header: header(batch.read_revision()),
@@ -495,27 +383,16 @@ impl Store {
         }
     }
 
-    fn txn_in(
-        &mut self,
-        batch: &mut Batch,
-        req: &TxnRequest,
-        path: &TxnPath,
-    ) -> Result<TxnResponse, Error> {
-        let ops = if path.succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+    fn txn_in(&mut self, batch: &mut Batch, req: &TxnRequest, path: &TxnPath) -> Result<TxnResponse, Error> {
+        let ops = if path.succeeded { &req.success } else { &req.failure };
         let mut nested = path.nested.iter();
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             let response = match op.request.as_ref().expect("validated: no empty ops") {
-                request_op::Request::RequestRange(r) => response_op::Response::ResponseRange(
-                    self.range_in_view(r, batch.read_revision())?,
-                ),
-                request_op::Request::RequestPut(p) => {
-                    response_op::Response::ResponsePut(self.put_in(batch, p)?)
+                request_op::Request::RequestRange(r) => {
+                    response_op::Response::ResponseRange(self.range_in_view(r, batch.read_revision())?)
                 }
+                request_op::Request::RequestPut(p) => response_op::Response::ResponsePut(self.put_in(batch, p)?),
                 request_op::Request::RequestDeleteRange(d) => {
                     response_op::Response::ResponseDeleteRange(self.delete_in(batch, d))
                 }
@@ -527,24 +404,14 @@ impl Store {
                     response_op::Response::ResponseTxn(inner)
                 }
             };
-            responses.push(ResponseOp {
-                response: Some(response),
-            });
+            responses.push(ResponseOp { response: Some(response) });
         }
-        Ok(TxnResponse {
-            header: None,
-            succeeded: path.succeeded,
-            responses,
-        })
+        Ok(TxnResponse { header: None, succeeded: path.succeeded, responses })
     }
 
     fn txn_path(&self, req: &TxnRequest, view: i64) -> TxnPath {
         let succeeded = req.compare.iter().all(|c| self.compare_holds(c, view));
-        let ops = if succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops = if succeeded { &req.success } else { &req.failure };
         let nested = ops
             .iter()
             .filter_map(|op| match &op.request {
@@ -562,11 +429,7 @@ impl Store {
         path: &TxnPath,
         check: &mut dyn FnMut(&Store, &request_op::Request) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let ops: &[RequestOp] = if path.succeeded {
-            &req.success
-        } else {
-            &req.failure
-        };
+        let ops: &[RequestOp] = if path.succeeded { &req.success } else { &req.failure };
         let mut nested = path.nested.iter();
         for op in ops {
             match op.request.as_ref().expect("validated: no empty ops") {
@@ -584,8 +447,7 @@ impl Store {
     fn compare_holds(&self, c: &Compare, view: i64) -> bool {
         let mut kvs = self.live_at(&c.key, &c.range_end, view).peekable();
         if kvs.peek().is_none() {
-            return c.target != compare::CompareTarget::Value as i32
-                && compare_kv(c, &KeyValue::default());
+            return c.target != compare::CompareTarget::Value as i32 && compare_kv(c, &KeyValue::default());
         }
         kvs.all(|kv| compare_kv(c, &kv))
     }
@@ -594,11 +456,7 @@ impl Store {
     fn roll_back(&mut self, batch: Batch) {
         for event in &batch.events {
             let key = &event.kv.as_ref().expect("events carry a kv").key;
-            if self
-                .keys
-                .get_mut(key)
-                .is_some_and(|h| h.truncate_from(batch.main))
-            {
+            if self.keys.get_mut(key).is_some_and(|h| h.truncate_from(batch.main)) {
                 self.keys.remove(key);
             }
         }
@@ -606,11 +464,7 @@ impl Store {
 
     fn commit(&mut self, batch: Batch) -> Vec<Event> {
         if batch.sub > 0 {
-            assert_eq!(
-                batch.main,
-                self.current_revision + 1,
-                "a batch writes the next revision"
-            );
+            assert_eq!(batch.main, self.current_revision + 1, "a batch writes the next revision");
             self.current_revision = batch.main;
         }
         batch.events

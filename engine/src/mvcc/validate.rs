@@ -7,9 +7,7 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use detcd_proto::etcdserverpb::{
-    request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-};
+use detcd_proto::etcdserverpb::{request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
 use crate::Error;
 
@@ -99,11 +97,7 @@ impl Deletes {
     }
 
     fn contains(&self, key: &[u8]) -> bool {
-        self.points.contains(key)
-            || self
-                .spans
-                .iter()
-                .any(|(s, e)| &s[..] <= key && key < &e[..])
+        self.points.contains(key) || self.spans.iter().any(|(s, e)| &s[..] <= key && key < &e[..])
     }
 
     fn extend(&mut self, other: Deletes) {

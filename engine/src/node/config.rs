@@ -12,6 +12,8 @@ pub struct Config {
     /// The voters a new cluster starts with (etcd's `--initial-cluster`); every founding member
     /// gets the same list. Ignored once a snapshot holds the membership.
     pub initial_voters: Vec<u64>,
+    /// Names and URLs of the founding members, where known (etcd's `--initial-cluster`).
+    pub initial_members: Vec<detcd_proto::etcdserverpb::Member>,
     /// One raft tick (etcd's `--heartbeat-interval`).
     pub heartbeat_interval: Duration,
     /// The election timeout in ticks (etcd's `--election-timeout` / `--heartbeat-interval`).
@@ -36,19 +38,18 @@ impl Config {
     /// etcd's defaults for member `id` of a cluster founded by `initial_voters`.
     pub fn new(id: u64, initial_voters: Vec<u64>) -> Config {
         let heartbeat_interval = Duration::from_millis(limits::HEARTBEAT_INTERVAL_MS_DEFAULT);
-        let election_ticks =
-            (limits::ELECTION_TIMEOUT_MS_DEFAULT / limits::HEARTBEAT_INTERVAL_MS_DEFAULT) as usize;
+        let election_ticks = (limits::ELECTION_TIMEOUT_MS_DEFAULT / limits::HEARTBEAT_INTERVAL_MS_DEFAULT) as usize;
         Config {
             id,
             cluster_id: 0x1000,
             initial_voters,
+            initial_members: Vec::new(),
             heartbeat_interval,
             election_ticks,
             snapshot_count: limits::SNAPSHOT_COUNT_DEFAULT,
             snapshot_catch_up_entries: limits::SNAPSHOT_CATCH_UP_ENTRIES,
             // etcd: 5 s + 2 × election timeout.
-            request_timeout: Duration::from_secs(5)
-                + heartbeat_interval * (2 * election_ticks as u32),
+            request_timeout: Duration::from_secs(5) + heartbeat_interval * (2 * election_ticks as u32),
             // etcd's readIndexRetryTime.
             read_index_retry: Duration::from_millis(500),
             max_size_per_msg_bytes: limits::RAFT_MAX_SIZE_PER_MSG_BYTES,

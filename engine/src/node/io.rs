@@ -1,8 +1,10 @@
 //! What goes into a [`Node`](super::Node) and what comes out of it.
 
 use detcd_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, MemberAddRequest,
+    MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
+    MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse, MoveLeaderRequest,
+    MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 
 use crate::raft::{Entry, HardState, Message, Snapshot};
@@ -26,6 +28,18 @@ pub enum Request {
     /// A txn without writes in any branch is served as a read, like etcd.
     Txn(TxnRequest),
     Compact(CompactionRequest),
+    /// Through a raft conf change; the new member's id is drawn by the proposing member.
+    MemberAdd(MemberAddRequest),
+    MemberRemove(MemberRemoveRequest),
+    /// Peer URLs only; through a normal entry.
+    MemberUpdate(MemberUpdateRequest),
+    /// Only the leader can tell whether a learner has caught up: elsewhere `NotLeader`, and
+    /// the driver forwards the request to [`Node::leader_id`](super::Node::leader_id).
+    MemberPromote(MemberPromoteRequest),
+    /// Local, or after a ReadIndex round when `linearizable` is set.
+    MemberList(MemberListRequest),
+    /// Leader only (elsewhere `NotLeader`); answered once the target leads.
+    MoveLeader(MoveLeaderRequest),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,19 +49,50 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compact(CompactionResponse),
+    MemberAdd(MemberAddResponse),
+    MemberRemove(MemberRemoveResponse),
+    MemberUpdate(MemberUpdateResponse),
+    MemberPromote(MemberPromoteResponse),
+    MemberList(MemberListResponse),
+    MoveLeader(MoveLeaderResponse),
 }
 
 impl Response {
+    pub fn header(&self) -> Option<&ResponseHeader> {
+        match self {
+            Response::Range(r) => r.header.as_ref(),
+            Response::Put(r) => r.header.as_ref(),
+            Response::DeleteRange(r) => r.header.as_ref(),
+            Response::Txn(r) => r.header.as_ref(),
+            Response::Compact(r) => r.header.as_ref(),
+            Response::MemberAdd(r) => r.header.as_ref(),
+            Response::MemberRemove(r) => r.header.as_ref(),
+            Response::MemberUpdate(r) => r.header.as_ref(),
+            Response::MemberPromote(r) => r.header.as_ref(),
+            Response::MemberList(r) => r.header.as_ref(),
+            Response::MoveLeader(r) => r.header.as_ref(),
+        }
+    }
+
+    pub fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+        match self {
+            Response::Range(r) => &mut r.header,
+            Response::Put(r) => &mut r.header,
+            Response::DeleteRange(r) => &mut r.header,
+            Response::Txn(r) => &mut r.header,
+            Response::Compact(r) => &mut r.header,
+            Response::MemberAdd(r) => &mut r.header,
+            Response::MemberRemove(r) => &mut r.header,
+            Response::MemberUpdate(r) => &mut r.header,
+            Response::MemberPromote(r) => &mut r.header,
+            Response::MemberList(r) => &mut r.header,
+            Response::MoveLeader(r) => &mut r.header,
+        }
+    }
+
     /// The store revision the response's header carries.
     pub fn revision(&self) -> i64 {
-        let header = match self {
-            Response::Range(r) => &r.header,
-            Response::Put(r) => &r.header,
-            Response::DeleteRange(r) => &r.header,
-            Response::Txn(r) => &r.header,
-            Response::Compact(r) => &r.header,
-        };
-        header.as_ref().map_or(0, |h| h.revision)
+        self.header().map_or(0, |h| h.revision)
     }
 }
 
@@ -77,13 +122,7 @@ pub enum Output {
     /// as data). The driver writes it atomically; after that, the log before
     /// `log_kept_from` is no longer needed for recovery. No answer is expected: until the
     /// driver has written it, the log it already holds is enough to recover.
-    Snapshot {
-        snapshot: Snapshot,
-        log_kept_from: u64,
-    },
+    Snapshot { snapshot: Snapshot, log_kept_from: u64 },
     /// The answer to request `id`.
-    Respond {
-        id: RequestId,
-        result: Result<Response, Error>,
-    },
+    Respond { id: RequestId, result: Result<Response, Error> },
 }

@@ -37,8 +37,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use ::raft::{RawNode, ReadState};
 use bytes::Bytes;
-use detcd_proto::etcdserverpb::{request_op, ResponseHeader, TxnRequest};
-use detcd_proto::internalpb::{internal_request, InternalRequest, StateImage};
+use detcd_proto::etcdserverpb::{
+    request_op, Member, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,
+    MemberUpdateResponse, MoveLeaderResponse, ResponseHeader, TxnRequest,
+};
+use detcd_proto::internalpb::{internal_request, InternalRequest, MemberChange, StateImage};
 use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,12 +50,12 @@ pub use config::{Config, Recovered};
 pub use io::{Output, Persist, PersistToken, Request, RequestId, Response};
 use reads::{PendingRead, Reads};
 
+use crate::membership::Membership;
 use crate::mvcc::{validate, NoLeases, Store};
-use crate::raft::{
-    discard_logger, ConfChangeV2, Entry, EntryType, LogStore, Message, Snapshot, StateRole,
-};
+use crate::raft::{discard_logger, ConfChangeV2, Entry, EntryType, LogStore, Message, Snapshot, StateRole};
 use crate::time::Instant;
 use crate::{limits, Error};
+use ::raft::eraftpb::{ConfChangeSingle, ConfChangeType};
 
 /// A client write waiting for its entry to be applied.
 #[derive(Debug, Clone, Copy)]
@@ -108,32 +111,30 @@ pub struct Node {
     proposal_seq: u64,
     leader_id: u64,
     leader_changes: u64,
+    membership: Membership,
+    /// A MoveLeader in progress: who asked, to whom, until when.
+    transfer: Option<(RequestId, u64, Instant)>,
+    /// Set once a conf change removing this member is applied: the driver should stop it.
+    removed: bool,
 }
 
 impl Node {
     /// A member starting from what its disk holds (`Recovered::default()` for a new one), with
     /// all its randomness drawn from `seed`.
-    pub fn new(
-        config: Config,
-        recovered: Recovered,
-        seed: u64,
-        now: Instant,
-    ) -> Result<Node, String> {
+    pub fn new(config: Config, recovered: Recovered, seed: u64, now: Instant) -> Result<Node, String> {
         if config.id == 0 {
             return Err("member id must not be 0".into());
         }
         let mut rng = StdRng::seed_from_u64(seed);
+        let founders = Membership::founding(&config.initial_voters, &config.initial_members);
+        let empty_image = encode_image(&Store::new(), 1, config.cluster_id, &founders);
+        let bootstrap = LogStore::bootstrap(config.initial_voters.clone(), empty_image);
         let snapshot = recovered.snapshot.filter(|s| s.get_metadata().index > 0);
-        let (store, applied_index) = match &snapshot {
-            Some(s) => (decode_image(&s.data)?, s.get_metadata().index),
-            None => (Store::new(), 0),
-        };
-        let log = LogStore::recover(
-            config.initial_voters.clone(),
-            recovered.hard_state,
-            snapshot,
-            recovered.entries,
-        )?;
+        let log = LogStore::recover(bootstrap, recovered.hard_state, snapshot, recovered.entries)?;
+        let base = log.latest_snapshot();
+        let applied_index = base.get_metadata().index;
+        let (store, membership) =
+            if applied_index > 0 { decode_image(&base.data)? } else { (Store::new(), Membership::default()) };
         let raft_config = ::raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
@@ -148,21 +149,12 @@ impl Node {
             read_only_option: ::raft::ReadOnlyOption::Safe,
             ..Default::default()
         };
-        raft_config
-            .validate()
-            .map_err(|e| format!("raft config: {e}"))?;
-        let raw =
-            RawNode::new(&raft_config, log, &discard_logger()).map_err(|e| format!("raft: {e}"))?;
+        raft_config.validate().map_err(|e| format!("raft config: {e}"))?;
+        let raw = RawNode::new(&raft_config, log, &discard_logger()).map_err(|e| format!("raft: {e}"))?;
         // Distinct bases make proposal ids unique across members and restarts.
-        let proposal_id_base = (config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            & 0xFFFF_0000_0000_0000)
+        let proposal_id_base = (config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0xFFFF_0000_0000_0000)
             | (rng.gen::<u64>() & 0x0000_FFFF_0000_0000);
-        let election = ElectionClock {
-            timeout_ticks: 0,
-            term: u64::MAX,
-            role: StateRole::Follower,
-            elapsed: 0,
-        };
+        let election = ElectionClock { timeout_ticks: 0, term: u64::MAX, role: StateRole::Follower, elapsed: 0 };
         let mut node = Node {
             next_tick: now + config.heartbeat_interval,
             config,
@@ -181,6 +173,9 @@ impl Node {
             proposal_seq: 0,
             leader_id: 0,
             leader_changes: 0,
+            membership,
+            transfer: None,
+            removed: false,
         };
         node.after_raft();
         node.drive();
@@ -207,14 +202,10 @@ impl Node {
 
     pub fn handle_persisted(&mut self, now: Instant, token: PersistToken) {
         self.advance_clock(now);
-        let persist = self
-            .persist
-            .take()
-            .expect("handle_persisted without a persist in flight");
+        let persist = self.persist.take().expect("handle_persisted without a persist in flight");
         assert_eq!(persist.token, token, "persists complete in order");
         self.raw.on_persist_ready(token);
-        self.outputs
-            .extend(persist.messages.into_iter().map(Output::Send));
+        self.outputs.extend(persist.messages.into_iter().map(Output::Send));
         if let Some(snapshot) = persist.snapshot {
             self.install_snapshot(&snapshot);
         }
@@ -234,26 +225,22 @@ impl Node {
             // Like a Go ticker, a late clock gets one tick, not a burst: a paused member does
             // not wake up to a flurry of ticks that would start an election at once.
             let interval = self.config.heartbeat_interval;
-            self.next_tick = if now - self.next_tick >= interval {
-                now + interval
-            } else {
-                self.next_tick + interval
-            };
+            self.next_tick = if now - self.next_tick >= interval { now + interval } else { self.next_tick + interval };
         }
         let mut failed = self.reads.expire(now);
         let changes = self.leader_changes;
         self.writes.retain(|_, w| {
             let live = w.deadline > now;
             if !live {
-                let e = if w.leader_changes != changes {
-                    Error::TimeoutDueToLeaderFail
-                } else {
-                    Error::Timeout
-                };
+                let e = if w.leader_changes != changes { Error::TimeoutDueToLeaderFail } else { Error::Timeout };
                 failed.push((w.id, e));
             }
             live
         });
+        if self.transfer.is_some_and(|(_, _, deadline)| deadline <= now) {
+            let (id, _, _) = self.transfer.take().expect("checked");
+            failed.push((id, Error::Timeout));
+        }
         for (id, e) in failed {
             self.respond(id, Err(e));
         }
@@ -270,11 +257,7 @@ impl Node {
     pub fn poll_timeout(&self) -> Instant {
         let writes = self.writes.values().map(|w| w.deadline).min();
         let reads = self.reads.next_deadline(self.config.read_index_retry);
-        [Some(self.next_tick), writes, reads]
-            .into_iter()
-            .flatten()
-            .min()
-            .expect("next_tick is always set")
+        [Some(self.next_tick), writes, reads].into_iter().flatten().min().expect("next_tick is always set")
     }
 
     // ---- state ----------------------------------------------------------------------------
@@ -321,6 +304,20 @@ impl Node {
         self.raw.store().conf_state().voters.clone()
     }
 
+    pub fn learners(&self) -> Vec<u64> {
+        self.raw.store().conf_state().learners.clone()
+    }
+
+    /// The replicated member list.
+    pub fn members(&self) -> Vec<Member> {
+        self.membership.list()
+    }
+
+    /// Whether this member was removed from the cluster (the driver should stop it).
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
     /// Requests waiting on consensus or a read index.
     pub fn pending_requests(&self) -> usize {
         self.writes.len() + self.reads.len()
@@ -353,6 +350,12 @@ impl Node {
             Request::DeleteRange(r) => r.encoded_len(),
             Request::Txn(r) => r.encoded_len(),
             Request::Compact(r) => r.encoded_len(),
+            Request::MemberAdd(r) => r.encoded_len(),
+            Request::MemberRemove(r) => r.encoded_len(),
+            Request::MemberUpdate(r) => r.encoded_len(),
+            Request::MemberPromote(r) => r.encoded_len(),
+            Request::MemberList(r) => r.encoded_len(),
+            Request::MoveLeader(r) => r.encoded_len(),
         };
         if size > limits::MAX_REQUEST_BYTES {
             return Err(Error::RequestTooLarge);
@@ -387,8 +390,101 @@ impl Node {
                 internal_request::Request::Txn(t)
             }
             Request::Compact(c) => internal_request::Request::Compaction(c),
+            Request::MemberUpdate(u) => {
+                self.membership.check_update(u.id, &u.peer_ur_ls)?;
+                internal_request::Request::MemberUpdate(u)
+            }
+            Request::MemberList(ref l) if l.linearizable => return self.enqueue_read(id, request),
+            Request::MemberList(_) => {
+                let members = self.membership.list();
+                self.respond(id, Ok(Response::MemberList(MemberListResponse { header: None, members })));
+                return Ok(());
+            }
+            Request::MemberAdd(a) => {
+                self.membership.check_add(&a.peer_ur_ls, a.is_learner, limits::MAX_LEARNERS_DEFAULT)?;
+                let member_id = loop {
+                    let candidate = self.rng.gen::<u64>();
+                    if candidate != 0 && self.membership.get(candidate).is_none() {
+                        break candidate;
+                    }
+                };
+                let member =
+                    Member { id: member_id, peer_ur_ls: a.peer_ur_ls, is_learner: a.is_learner, ..Default::default() };
+                let kind = if a.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
+                return self.propose_conf_change(id, kind, member);
+            }
+            Request::MemberRemove(r) => {
+                let member = self.membership.get(r.id).cloned().ok_or(Error::MemberNotFound)?;
+                return self.propose_conf_change(id, ConfChangeType::RemoveNode, member);
+            }
+            Request::MemberPromote(p) => {
+                let member = self.membership.get(p.id).cloned().ok_or(Error::MemberNotFound)?;
+                if !member.is_learner {
+                    return Err(Error::MemberNotLearner);
+                }
+                if !self.is_leader() {
+                    return Err(Error::NotLeader);
+                }
+                let learner_match = self.raw.raft.prs().get(p.id).map_or(0, |pr| pr.matched);
+                let leader_match = self.raw.raft.raft_log.last_index();
+                if learner_match * 100 < leader_match * limits::LEARNER_READY_PERCENT {
+                    return Err(Error::LearnerNotReady);
+                }
+                return self.propose_conf_change(id, ConfChangeType::AddNode, Member { is_learner: false, ..member });
+            }
+            Request::MoveLeader(m) => {
+                if !self.is_leader() {
+                    return Err(Error::NotLeader);
+                }
+                if m.target_id == self.config.id {
+                    self.respond(id, Ok(Response::MoveLeader(MoveLeaderResponse { header: None })));
+                    return Ok(());
+                }
+                if !self.voters().contains(&m.target_id) {
+                    return Err(Error::BadLeaderTransferee);
+                }
+                if let Some((previous, _, _)) = self.transfer.take() {
+                    self.respond(previous, Err(Error::LeaderChanged));
+                }
+                self.transfer = Some((id, m.target_id, self.now + self.config.request_timeout));
+                self.raw.transfer_leader(m.target_id);
+                self.after_raft();
+                return Ok(());
+            }
         };
         self.propose(id, internal)
+    }
+
+    /// Proposes a membership change; the member's details travel in the change's context.
+    fn propose_conf_change(&mut self, id: RequestId, kind: ConfChangeType, member: Member) -> Result<(), Error> {
+        if self.leader_id() == 0 {
+            return Err(Error::NoLeader);
+        }
+        // raft-rs keeps one conf change in flight and silently turns a second into an empty
+        // entry; refuse it up front where we can see it (on the leader) instead.
+        if self.is_leader() && self.raw.raft.has_pending_conf() {
+            return Err(Error::TooManyRequests);
+        }
+        self.proposal_seq += 1;
+        let proposal_id = self.proposal_id_base.wrapping_add(self.proposal_seq);
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(kind);
+        single.node_id = member.id;
+        let mut cc = ConfChangeV2::default();
+        cc.mut_changes().push(single);
+        // The member travels inside the change itself (raft-rs also copies the context into the
+        // entry, but the change is what every member decodes when it applies).
+        let context = MemberChange { id: proposal_id, member: Some(member) }.encode_to_vec();
+        cc.context = context.clone().into();
+        match self.raw.propose_conf_change(context, cc) {
+            Ok(()) => {
+                let deadline = self.now + self.config.request_timeout;
+                self.writes.insert(proposal_id, PendingWrite { id, deadline, leader_changes: self.leader_changes });
+                self.after_raft();
+                Ok(())
+            }
+            Err(_) => Err(Error::NoLeader),
+        }
     }
 
     fn enqueue_read(&mut self, id: RequestId, request: Request) -> Result<(), Error> {
@@ -396,11 +492,7 @@ impl Node {
             return Err(Error::NoLeader);
         }
         let deadline = self.now + self.config.request_timeout;
-        self.reads.enqueue(PendingRead {
-            id,
-            request,
-            deadline,
-        });
+        self.reads.enqueue(PendingRead { id, request, deadline });
         Ok(())
     }
 
@@ -410,22 +502,11 @@ impl Node {
         }
         self.proposal_seq += 1;
         let proposal_id = self.proposal_id_base.wrapping_add(self.proposal_seq);
-        let data = InternalRequest {
-            id: proposal_id,
-            request: Some(request),
-        }
-        .encode_to_vec();
+        let data = InternalRequest { id: proposal_id, request: Some(request) }.encode_to_vec();
         match self.raw.propose(Vec::new(), data) {
             Ok(()) => {
                 let deadline = self.now + self.config.request_timeout;
-                self.writes.insert(
-                    proposal_id,
-                    PendingWrite {
-                        id,
-                        deadline,
-                        leader_changes: self.leader_changes,
-                    },
-                );
+                self.writes.insert(proposal_id, PendingWrite { id, deadline, leader_changes: self.leader_changes });
                 self.after_raft();
                 Ok(())
             }
@@ -440,18 +521,10 @@ impl Node {
     }
 
     /// Fills the header as etcd does: cluster and member ids and the raft term around the
-    /// revision the store put there.
+    /// revision the store put there (the current revision where it put none).
     fn with_header(&self, mut response: Response) -> Response {
-        let header = match &mut response {
-            Response::Range(r) => &mut r.header,
-            Response::Put(r) => &mut r.header,
-            Response::DeleteRange(r) => &mut r.header,
-            Response::Txn(r) => &mut r.header,
-            Response::Compact(r) => &mut r.header,
-        };
-        let revision = header
-            .as_ref()
-            .map_or(self.store.current_revision(), |h| h.revision);
+        let header = response.header_mut();
+        let revision = header.as_ref().map_or(self.store.current_revision(), |h| h.revision);
         *header = Some(ResponseHeader {
             cluster_id: self.config.cluster_id,
             member_id: self.config.id,
@@ -465,10 +538,10 @@ impl Node {
         let result = match &read.request {
             Request::Range(r) => self.store.range(r).map(Response::Range),
             // A txn without writes writes nothing: the store leaves its revision alone.
-            Request::Txn(t) => self
-                .store
-                .txn(t, &NoLeases)
-                .map(|a| Response::Txn(a.response)),
+            Request::Txn(t) => self.store.txn(t, &NoLeases).map(|a| Response::Txn(a.response)),
+            Request::MemberList(_) => {
+                Ok(Response::MemberList(MemberListResponse { header: None, members: self.membership.list() }))
+            }
             other => unreachable!("only reads are queued as reads: {other:?}"),
         };
         self.respond(read.id, result);
@@ -486,13 +559,8 @@ impl Node {
     fn after_raft(&mut self) {
         let raft = &mut self.raw.raft;
         let clock = &mut self.election;
-        if raft.term != clock.term
-            || raft.state != clock.role
-            || raft.election_elapsed < clock.elapsed
-        {
-            clock.timeout_ticks = self
-                .rng
-                .gen_range(self.config.election_ticks..2 * self.config.election_ticks);
+        if raft.term != clock.term || raft.state != clock.role || raft.election_elapsed < clock.elapsed {
+            clock.timeout_ticks = self.rng.gen_range(self.config.election_ticks..2 * self.config.election_ticks);
         }
         clock.term = raft.term;
         clock.role = raft.state;
@@ -508,6 +576,15 @@ impl Node {
                     self.respond(id, Err(e));
                 }
             }
+            if let Some((id, target, _)) = self.transfer {
+                if self.leader_id == target {
+                    self.transfer = None;
+                    self.respond(id, Ok(Response::MoveLeader(MoveLeaderResponse { header: None })));
+                }
+            }
+        }
+        if self.raw.store().take_fresh_snapshot_wanted() && self.applied_index > self.snapshot_index {
+            self.take_snapshot();
         }
     }
 
@@ -515,18 +592,14 @@ impl Node {
     /// flight; a ready with nothing to persist is completed on the spot.
     fn drive(&mut self) {
         if self.leader_id() != 0 {
-            if let Some(ctx) = self
-                .reads
-                .round_to_issue(self.now, self.config.read_index_retry)
-            {
+            if let Some(ctx) = self.reads.round_to_issue(self.now, self.config.read_index_retry) {
                 self.raw.read_index(ctx);
                 self.after_raft();
             }
         }
         while self.persist.is_none() && self.raw.has_ready() {
             let mut ready = self.raw.ready();
-            self.outputs
-                .extend(ready.take_messages().into_iter().map(Output::Send));
+            self.outputs.extend(ready.take_messages().into_iter().map(Output::Send));
             for ReadState { index, request_ctx } in ready.take_read_states() {
                 self.reads.on_read_state(&request_ctx, index);
             }
@@ -550,20 +623,13 @@ impl Node {
             };
             self.raw.advance_append_async(ready);
             if snapshot.is_some() || !entries.is_empty() || hard_state.is_some() {
-                self.outputs.push_back(Output::Persist(Persist {
-                    token,
-                    snapshot,
-                    entries,
-                    hard_state,
-                    must_sync,
-                }));
+                self.outputs.push_back(Output::Persist(Persist { token, snapshot, entries, hard_state, must_sync }));
                 self.persist = Some(in_flight);
             } else {
                 // Nothing to make durable: the commit index covering these entries is on disk
                 // already (it came with an earlier, completed persist).
                 self.raw.on_persist_ready(token);
-                self.outputs
-                    .extend(in_flight.messages.into_iter().map(Output::Send));
+                self.outputs.extend(in_flight.messages.into_iter().map(Output::Send));
                 for entry in &in_flight.committed {
                     self.apply_entry(entry);
                 }
@@ -581,27 +647,20 @@ impl Node {
             // Replayed after a restart from an image that already holds it: never twice.
             return;
         }
-        assert_eq!(
-            entry.index,
-            self.applied_index + 1,
-            "entries apply in order, without gaps"
-        );
+        assert_eq!(entry.index, self.applied_index + 1, "entries apply in order, without gaps");
         match entry.get_entry_type() {
             EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's empty entry
             EntryType::EntryNormal => {
-                let request = InternalRequest::decode(&entry.data[..]).unwrap_or_else(|e| {
-                    panic!("committed entry {} does not decode: {e}", entry.index)
-                });
+                let request = InternalRequest::decode(&entry.data[..])
+                    .unwrap_or_else(|e| panic!("committed entry {} does not decode: {e}", entry.index));
                 let result = self.apply_request(request.request);
                 if let Some(waiting) = self.writes.remove(&request.id) {
                     self.respond(waiting.id, result);
                 }
             }
             EntryType::EntryConfChange => {
-                let cc: ::raft::eraftpb::ConfChange =
-                    protobuf::Message::parse_from_bytes(&entry.data).unwrap_or_else(|e| {
-                        panic!("conf change {} does not decode: {e}", entry.index)
-                    });
+                let cc: ::raft::eraftpb::ConfChange = protobuf::Message::parse_from_bytes(&entry.data)
+                    .unwrap_or_else(|e| panic!("conf change {} does not decode: {e}", entry.index));
                 // A v1 change is one single change (raft-proto's `into_v2`, not exported).
                 let mut single = ::raft::eraftpb::ConfChangeSingle::default();
                 single.set_change_type(cc.get_change_type());
@@ -620,37 +679,69 @@ impl Node {
         self.applied_index = entry.index;
     }
 
+    /// A membership change: raft's conf state first, then our member list, then the answer.
     fn apply_conf_change(&mut self, cc: ConfChangeV2) {
-        match self.raw.apply_conf_change(&cc) {
-            Ok(conf_state) => self.raw.mut_store().set_conf_state(conf_state),
-            // raft refuses an invalid change the same way on every member; it stays unapplied.
-            Err(_) => {}
+        let change = MemberChange::decode(&cc.context[..]).unwrap_or_default();
+        let result = match self.raw.apply_conf_change(&cc) {
+            Ok(conf_state) => {
+                self.raw.mut_store().set_conf_state(conf_state);
+                let mut promoted = false;
+                for single in cc.get_changes() {
+                    let id = single.node_id;
+                    let member =
+                        change.member.clone().filter(|m| m.id == id).unwrap_or(Member { id, ..Default::default() });
+                    match single.get_change_type() {
+                        ConfChangeType::AddNode if self.membership.get(id).is_some_and(|m| m.is_learner) => {
+                            self.membership.promote(id);
+                            promoted = true;
+                        }
+                        ConfChangeType::AddNode => self.membership.add(Member { is_learner: false, ..member }),
+                        ConfChangeType::AddLearnerNode => self.membership.add(Member { is_learner: true, ..member }),
+                        ConfChangeType::RemoveNode => {
+                            self.membership.remove(id);
+                            self.removed |= id == self.config.id;
+                        }
+                    }
+                }
+                let members = self.membership.list();
+                let kind = cc.get_changes().first().map(|c| c.get_change_type());
+                Ok(match kind {
+                    Some(ConfChangeType::RemoveNode) => {
+                        Response::MemberRemove(MemberRemoveResponse { header: None, members })
+                    }
+                    _ if promoted => Response::MemberPromote(MemberPromoteResponse { header: None, members }),
+                    _ => {
+                        Response::MemberAdd(MemberAddResponse { header: None, member: change.member.clone(), members })
+                    }
+                })
+            }
+            // raft refuses an invalid change identically on every member; nothing changes.
+            Err(_) => Err(Error::MemberNotEnoughStarted),
+        };
+        if let Some(waiting) = self.writes.remove(&change.id) {
+            self.respond(waiting.id, result);
         }
     }
 
     /// One replicated request. Deterministic: every member computes the same result.
-    fn apply_request(
-        &mut self,
-        request: Option<internal_request::Request>,
-    ) -> Result<Response, Error> {
+    fn apply_request(&mut self, request: Option<internal_request::Request>) -> Result<Response, Error> {
         use internal_request::Request as R;
         match request {
-            Some(R::Put(p)) => self
-                .store
-                .put(&p, &NoLeases)
-                .map(|a| Response::Put(a.response)),
-            Some(R::DeleteRange(d)) => self
-                .store
-                .delete_range(&d)
-                .map(|a| Response::DeleteRange(a.response)),
-            Some(R::Txn(t)) => self
-                .store
-                .txn(&t, &NoLeases)
-                .map(|a| Response::Txn(a.response)),
+            Some(R::Put(p)) => self.store.put(&p, &NoLeases).map(|a| Response::Put(a.response)),
+            Some(R::DeleteRange(d)) => self.store.delete_range(&d).map(|a| Response::DeleteRange(a.response)),
+            Some(R::Txn(t)) => self.store.txn(&t, &NoLeases).map(|a| Response::Txn(a.response)),
             Some(R::Compaction(c)) => self.store.compact(&c).map(Response::Compact),
+            Some(R::MemberUpdate(u)) => {
+                if self.membership.get(u.id).is_none() {
+                    return Err(Error::MemberNotFound);
+                }
+                self.membership.update_peer_urls(u.id, u.peer_ur_ls);
+                Ok(Response::MemberUpdate(MemberUpdateResponse { header: None, members: self.membership.list() }))
+            }
             // Not yet served by this node; refused identically on every member.
-            Some(R::LeaseGrant(_) | R::LeaseRevoke(_) | R::LeaseCheckpoint(_) | R::Alarm(_))
-            | None => Err(Error::NotCapable),
+            Some(R::LeaseGrant(_) | R::LeaseRevoke(_) | R::LeaseCheckpoint(_) | R::Alarm(_)) | None => {
+                Err(Error::NotCapable)
+            }
         }
     }
 
@@ -669,31 +760,22 @@ impl Node {
         let log = self.raw.store();
         let term = log.term_of(index).expect("the applied entry is in the log");
         let mut snapshot = Snapshot::default();
-        snapshot.data = Bytes::from(encode_image(&self.store, index, self.config.cluster_id));
+        snapshot.data = Bytes::from(encode_image(&self.store, index, self.config.cluster_id, &self.membership));
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(log.conf_state().clone());
         let log_kept_from = index.saturating_sub(self.config.snapshot_catch_up_entries) + 1;
-        self.raw
-            .mut_store()
-            .set_snapshot(snapshot.clone(), log_kept_from);
+        self.raw.mut_store().set_snapshot(snapshot.clone(), log_kept_from);
         self.snapshot_index = index;
-        self.outputs.push_back(Output::Snapshot {
-            snapshot,
-            log_kept_from,
-        });
+        self.outputs.push_back(Output::Snapshot { snapshot, log_kept_from });
     }
 
     fn install_snapshot(&mut self, snapshot: &Snapshot) {
         let index = snapshot.get_metadata().index;
-        assert!(
-            index >= self.applied_index,
-            "snapshot {index} behind applied {}",
-            self.applied_index
-        );
-        self.store = decode_image(&snapshot.data)
-            .unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
+        assert!(index >= self.applied_index, "snapshot {index} behind applied {}", self.applied_index);
+        (self.store, self.membership) =
+            decode_image(&snapshot.data).unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
         self.applied_index = index;
         self.snapshot_index = index;
     }
@@ -701,31 +783,28 @@ impl Node {
 
 /// A txn with no write in any branch, at any depth: served as a linearizable read.
 fn txn_is_read_only(t: &TxnRequest) -> bool {
-    t.success
-        .iter()
-        .chain(&t.failure)
-        .all(|op| match &op.request {
-            Some(request_op::Request::RequestRange(_)) | None => true,
-            Some(request_op::Request::RequestTxn(inner)) => txn_is_read_only(inner),
-            Some(_) => false,
-        })
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(request_op::Request::RequestRange(_)) | None => true,
+        Some(request_op::Request::RequestTxn(inner)) => txn_is_read_only(inner),
+        Some(_) => false,
+    })
 }
 
-fn encode_image(store: &Store, applied_index: u64, cluster_id: u64) -> Vec<u8> {
+fn encode_image(store: &Store, applied_index: u64, cluster_id: u64, membership: &Membership) -> Vec<u8> {
     StateImage {
         applied_index,
         current_revision: store.current_revision(),
         compact_revision: store.compact_revision(),
         keys: store.to_key_images(),
         leases: Vec::new(),
-        members: Vec::new(),
+        members: membership.list(),
         cluster_id,
     }
     .encode_to_vec()
 }
 
-fn decode_image(data: &[u8]) -> Result<Store, String> {
-    let image =
-        StateImage::decode(data).map_err(|e| format!("state image does not decode: {e}"))?;
-    Store::from_key_images(image.current_revision, image.compact_revision, image.keys)
+fn decode_image(data: &[u8]) -> Result<(Store, Membership), String> {
+    let image = StateImage::decode(data).map_err(|e| format!("state image does not decode: {e}"))?;
+    let store = Store::from_key_images(image.current_revision, image.compact_revision, image.keys)?;
+    Ok((store, Membership::from_list(image.members)))
 }

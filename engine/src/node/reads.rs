@@ -65,11 +65,7 @@ impl Reads {
         reads.append(&mut self.waiting);
         let ctx = self.next_ctx;
         self.next_ctx += 1;
-        self.round = Some(Round {
-            ctx,
-            issued_at: now,
-            reads,
-        });
+        self.round = Some(Round { ctx, issued_at: now, reads });
         Some(ctx.to_be_bytes().to_vec())
     }
 
@@ -88,20 +84,12 @@ impl Reads {
     /// Reads whose read index has been applied, in arrival order of their rounds.
     pub fn take_servable(&mut self, applied_index: u64) -> Vec<PendingRead> {
         let n = self.confirmed.partition_point(|(i, _)| *i <= applied_index);
-        self.confirmed
-            .drain(..n)
-            .flat_map(|(_, reads)| reads)
-            .collect()
+        self.confirmed.drain(..n).flat_map(|(_, reads)| reads).collect()
     }
 
     /// The leader changed: the round in flight will never be answered.
     pub fn fail_round(&mut self) -> Vec<(RequestId, Error)> {
-        self.round.take().map_or_else(Vec::new, |r| {
-            r.reads
-                .into_iter()
-                .map(|p| (p.id, Error::LeaderChanged))
-                .collect()
-        })
+        self.round.take().map_or_else(Vec::new, |r| r.reads.into_iter().map(|p| (p.id, Error::LeaderChanged)).collect())
     }
 
     /// Every read whose deadline passed fails with `Timeout`.

@@ -1,3 +1,5 @@
+use std::cell::Cell;
+
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
@@ -19,26 +21,50 @@ pub struct LogStore {
     base_index: u64,
     base_term: u64,
     entries: Vec<Entry>,
+    /// Set when raft asked for a snapshot we cannot give (none yet, or one whose membership
+    /// lacks the receiver — raft-rs rejects those, #472): the node then takes a fresh one.
+    fresh_snapshot_wanted: Cell<bool>,
 }
 
 impl LogStore {
-    /// A log for a member that starts a new cluster with `voters`: every founding member starts
-    /// from the same conf state and an empty log (raft-rs's "all start states are the same").
-    pub fn bootstrap(voters: Vec<u64>) -> LogStore {
+    /// The log of a member that founds a cluster with `voters` (non-empty), or joins one
+    /// (empty). Founders start from the same snapshot at index 1, term 1, whose conf state
+    /// holds the voters and whose data is `empty_image` (every founding member builds the same
+    /// one, so it needs no persisting). A joining member starts empty and is sent a snapshot.
+    pub fn bootstrap(voters: Vec<u64>, empty_image: impl Into<bytes::Bytes>) -> LogStore {
         let mut store = LogStore::default();
+        if voters.is_empty() {
+            return store;
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.data = empty_image.into();
+        let meta = snapshot.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.mut_conf_state().voters = voters.clone();
         store.conf_state.voters = voters;
+        store.snapshot = snapshot;
+        store.base_index = 1;
+        store.base_term = 1;
+        store.hard_state.term = 1;
+        store.hard_state.commit = 1;
         store
+    }
+
+    /// Whether raft asked for a fresh snapshot since the last call (see the field's docs).
+    pub fn take_fresh_snapshot_wanted(&self) -> bool {
+        self.fresh_snapshot_wanted.replace(false)
     }
 
     /// The log recovered from disk: the latest snapshot (or none), the entries written after it
     /// and the hard state. Entries the snapshot covers are skipped; a gap is refused.
     pub fn recover(
-        bootstrap_voters: Vec<u64>,
+        bootstrap: LogStore,
         hard_state: HardState,
         snapshot: Option<Snapshot>,
         entries: Vec<Entry>,
     ) -> Result<LogStore, String> {
-        let mut store = LogStore::bootstrap(bootstrap_voters);
+        let mut store = bootstrap;
         if let Some(snapshot) = snapshot {
             let meta = snapshot.get_metadata();
             store.conf_state = meta.get_conf_state().clone();
@@ -49,10 +75,7 @@ impl LogStore {
         for entry in entries.into_iter().filter(|e| e.index > store.base_index) {
             let expected = store.last_index() + 1;
             if entry.index != expected {
-                return Err(format!(
-                    "raft log has a gap: expected entry {expected}, found {}",
-                    entry.index
-                ));
+                return Err(format!("raft log has a gap: expected entry {expected}, found {}", entry.index));
             }
             store.entries.push(entry);
         }
@@ -60,6 +83,7 @@ impl LogStore {
         // everything in a snapshot is committed.
         let mut hard_state = hard_state;
         hard_state.commit = hard_state.commit.max(store.base_index);
+        hard_state.term = hard_state.term.max(store.base_term);
         store.hard_state = hard_state;
         Ok(store)
     }
@@ -122,8 +146,7 @@ impl LogStore {
             first_new.index,
             self.last_index()
         );
-        self.entries
-            .truncate((first_new.index - self.first_index()) as usize);
+        self.entries.truncate((first_new.index - self.first_index()) as usize);
         self.entries.extend_from_slice(entries);
     }
 
@@ -149,15 +172,8 @@ impl LogStore {
     /// `keep_from` (the ones kept let slow followers catch up without a snapshot).
     pub fn set_snapshot(&mut self, snapshot: Snapshot, keep_from: u64) {
         let index = snapshot.get_metadata().index;
-        assert!(
-            index >= self.snapshot.get_metadata().index,
-            "snapshot goes back to {index}"
-        );
-        assert!(
-            index <= self.last_index(),
-            "snapshot at {index} beyond the log end {}",
-            self.last_index()
-        );
+        assert!(index >= self.snapshot.get_metadata().index, "snapshot goes back to {index}");
+        assert!(index <= self.last_index(), "snapshot at {index} beyond the log end {}", self.last_index());
         self.snapshot = snapshot;
         let keep_from = keep_from.min(index + 1);
         if keep_from > self.first_index() {
@@ -181,10 +197,7 @@ impl LogStore {
 
 impl raft::Storage for LogStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(
-            self.hard_state.clone(),
-            self.conf_state.clone(),
-        ))
+        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
     }
 
     fn entries(
@@ -197,11 +210,7 @@ impl raft::Storage for LogStore {
         if low <= self.base_index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        assert!(
-            high <= self.last_index() + 1,
-            "entries [{low}, {high}) beyond the log end {}",
-            self.last_index()
-        );
+        assert!(high <= self.last_index() + 1, "entries [{low}, {high}) beyond the log end {}", self.last_index());
         let mut out = self.entries_between(low, high).to_vec();
         raft::util::limit_size(&mut out, max_size.into());
         Ok(out)
@@ -223,16 +232,15 @@ impl raft::Storage for LogStore {
         Ok(LogStore::last_index(self))
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Only a snapshot at or after the base can bring a follower to where our log starts.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // Only a snapshot at or after the base can bring a follower to where our log starts,
+        // and only one that names the follower as a member will be accepted by it.
         let meta = self.snapshot.get_metadata();
-        if self.snapshot.get_metadata().index == 0
-            || meta.index < self.base_index
-            || meta.index < request_index
-        {
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
+        let cs = meta.get_conf_state();
+        let names_receiver = cs.voters.contains(&to) || cs.learners.contains(&to);
+        if meta.index == 0 || meta.index < self.base_index || meta.index < request_index || !names_receiver {
+            self.fresh_snapshot_wanted.set(true);
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
         Ok(self.snapshot.clone())
     }
@@ -244,11 +252,7 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64) -> Entry {
-        Entry {
-            index,
-            term,
-            ..Default::default()
-        }
+        Entry { index, term, ..Default::default() }
     }
 
     fn snapshot(index: u64, term: u64) -> Snapshot {
@@ -260,7 +264,7 @@ mod tests {
 
     #[test]
     fn append_overwrites_a_conflicting_suffix() {
-        let mut log = LogStore::bootstrap(vec![1, 2, 3]);
+        let mut log = LogStore::bootstrap(vec![], bytes::Bytes::new());
         log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
         log.append(&[entry(2, 2)]);
         assert_eq!(log.last_index(), 2);
@@ -270,7 +274,7 @@ mod tests {
 
     #[test]
     fn own_snapshot_keeps_a_catch_up_tail() {
-        let mut log = LogStore::bootstrap(vec![1]);
+        let mut log = LogStore::bootstrap(vec![], bytes::Bytes::new());
         log.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>());
         log.set_snapshot(snapshot(8, 1), 6);
         assert_eq!((log.first_index(), log.last_index()), (6, 10));
@@ -279,18 +283,30 @@ mod tests {
             log.entries(5, 7, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(StorageError::Compacted))
         ));
-        assert_eq!(log.snapshot(0, 2).unwrap().get_metadata().index, 8);
+        assert!(log.snapshot(0, 2).is_err(), "a snapshot that does not name the receiver is not served");
+        assert!(log.take_fresh_snapshot_wanted());
+        let mut named = snapshot(9, 1);
+        named.mut_metadata().mut_conf_state().voters = vec![1, 2];
+        log.set_snapshot(named, 6);
+        assert_eq!(log.snapshot(0, 2).unwrap().get_metadata().index, 9);
+        assert!(!log.take_fresh_snapshot_wanted());
+    }
+
+    #[test]
+    fn founders_share_a_bootstrap_snapshot() {
+        let log = LogStore::bootstrap(vec![1, 2, 3], bytes::Bytes::from_static(b"img"));
+        assert_eq!((log.first_index(), log.last_index(), log.hard_state().commit, log.hard_state().term), (2, 1, 1, 1));
+        assert_eq!(log.conf_state().voters, vec![1, 2, 3]);
+        assert_eq!(log.snapshot(0, 2).unwrap().data, bytes::Bytes::from_static(b"img"));
+        assert!(log.snapshot(0, 4).is_err(), "a joiner needs a snapshot that names it");
     }
 
     #[test]
     fn installed_snapshot_replaces_the_log() {
-        let mut log = LogStore::bootstrap(vec![1]);
+        let mut log = LogStore::bootstrap(vec![], bytes::Bytes::new());
         log.append(&[entry(1, 1), entry(2, 1)]);
         log.apply_snapshot(snapshot(20, 3));
-        assert_eq!(
-            (log.first_index(), log.last_index(), log.hard_state().commit),
-            (21, 20, 20)
-        );
+        assert_eq!((log.first_index(), log.last_index(), log.hard_state().commit), (21, 20, 20));
         log.append(&[entry(21, 3)]);
         assert_eq!(log.term(21).unwrap(), 3);
     }
@@ -298,18 +314,10 @@ mod tests {
     #[test]
     fn recovery_skips_what_the_snapshot_covers_and_refuses_gaps() {
         let entries = (3..=6).map(|i| entry(i, 1)).collect::<Vec<_>>();
-        let log = LogStore::recover(
-            vec![1],
-            HardState::default(),
-            Some(snapshot(4, 1)),
-            entries.clone(),
-        )
-        .unwrap();
-        assert_eq!(
-            (log.first_index(), log.last_index(), log.hard_state().commit),
-            (5, 6, 4)
-        );
+        let log = LogStore::recover(LogStore::default(), HardState::default(), Some(snapshot(4, 1)), entries.clone())
+            .unwrap();
+        assert_eq!((log.first_index(), log.last_index(), log.hard_state().commit), (5, 6, 4));
         let gap = vec![entry(5, 1), entry(7, 1)];
-        assert!(LogStore::recover(vec![1], HardState::default(), None, gap).is_err());
+        assert!(LogStore::recover(LogStore::default(), HardState::default(), None, gap).is_err());
     }
 }

@@ -11,8 +11,7 @@ mod log_store;
 
 pub use log_store::LogStore;
 pub use raft::eraftpb::{
-    ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot,
-    SnapshotMetadata,
+    ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 pub use raft::StateRole;
 

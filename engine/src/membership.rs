@@ -1,0 +1,120 @@
+//! The member list: ids, names, URLs and learner flags, replicated through raft.
+//!
+//! raft-rs tracks who votes; this tracks who the members *are*. It changes only when a conf
+//! change entry (add, add learner, promote, remove) or a member-update entry is applied, so it
+//! is identical on every member at every applied index, and it travels in state images.
+
+use std::collections::BTreeMap;
+
+use detcd_proto::etcdserverpb::Member;
+
+use crate::Error;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Membership {
+    members: BTreeMap<u64, Member>,
+}
+
+impl Membership {
+    /// The founding members; those without details get an entry with only their id.
+    pub fn founding(voters: &[u64], details: &[Member]) -> Membership {
+        let mut members = BTreeMap::new();
+        for &id in voters {
+            let member = details.iter().find(|m| m.id == id).cloned().unwrap_or(Member { id, ..Default::default() });
+            members.insert(id, Member { is_learner: false, ..member });
+        }
+        Membership { members }
+    }
+
+    pub fn from_list(list: Vec<Member>) -> Membership {
+        Membership { members: list.into_iter().map(|m| (m.id, m)).collect() }
+    }
+
+    /// All members, by id.
+    pub fn list(&self) -> Vec<Member> {
+        self.members.values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Member> {
+        self.members.get(&id)
+    }
+
+    pub fn learners(&self) -> usize {
+        self.members.values().filter(|m| m.is_learner).count()
+    }
+
+    /// etcd's checks before proposing an addition.
+    pub fn check_add(&self, peer_urls: &[String], is_learner: bool, max_learners: usize) -> Result<(), Error> {
+        if peer_urls.is_empty() || peer_urls.iter().any(|u| !valid_url(u)) {
+            return Err(Error::MemberBadUrls);
+        }
+        if self.members.values().any(|m| m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(Error::PeerUrlExists);
+        }
+        if is_learner && self.learners() >= max_learners {
+            return Err(Error::TooManyLearners);
+        }
+        Ok(())
+    }
+
+    pub fn check_update(&self, id: u64, peer_urls: &[String]) -> Result<(), Error> {
+        if !self.members.contains_key(&id) {
+            return Err(Error::MemberNotFound);
+        }
+        if peer_urls.is_empty() || peer_urls.iter().any(|u| !valid_url(u)) {
+            return Err(Error::MemberBadUrls);
+        }
+        if self.members.values().any(|m| m.id != id && m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(Error::PeerUrlExists);
+        }
+        Ok(())
+    }
+
+    // ---- replicated changes (apply path) --------------------------------------------------
+
+    pub fn add(&mut self, member: Member) {
+        self.members.insert(member.id, member);
+    }
+
+    pub fn promote(&mut self, id: u64) {
+        if let Some(m) = self.members.get_mut(&id) {
+            m.is_learner = false;
+        }
+    }
+
+    pub fn remove(&mut self, id: u64) {
+        self.members.remove(&id);
+    }
+
+    pub fn update_peer_urls(&mut self, id: u64, peer_urls: Vec<String>) {
+        if let Some(m) = self.members.get_mut(&id) {
+            m.peer_ur_ls = peer_urls;
+        }
+    }
+}
+
+/// etcd accepts `scheme://host:port` URLs with http or https (or unix sockets).
+fn valid_url(u: &str) -> bool {
+    let Some((scheme, rest)) = u.split_once("://") else { return false };
+    matches!(scheme, "http" | "https" | "unix" | "unixs") && !rest.is_empty() && !rest.contains(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_before_adding() {
+        let mut m = Membership::founding(&[1], &[]);
+        m.add(Member { id: 2, peer_ur_ls: vec!["http://10.0.0.2:2380".into()], ..Default::default() });
+        assert_eq!(m.check_add(&[], false, 1), Err(Error::MemberBadUrls));
+        assert_eq!(m.check_add(&["10.0.0.3:2380".into()], false, 1), Err(Error::MemberBadUrls));
+        assert_eq!(m.check_add(&["http://10.0.0.2:2380".into()], false, 1), Err(Error::PeerUrlExists));
+        assert_eq!(m.check_add(&["http://10.0.0.3:2380".into()], true, 1), Ok(()));
+        m.add(Member { id: 3, is_learner: true, ..Default::default() });
+        assert_eq!(m.check_add(&["http://10.0.0.4:2380".into()], true, 1), Err(Error::TooManyLearners));
+        m.promote(3);
+        assert_eq!(m.learners(), 0);
+        assert_eq!(m.check_update(9, &["http://x:1".into()]), Err(Error::MemberNotFound));
+    }
+}
