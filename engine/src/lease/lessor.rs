@@ -557,6 +557,12 @@ impl Lessor {
 
     // ---- checks ------------------------------------------------------------------------------
 
+    /// The primary's expiry of lease `id` (tests look at the spread of expiries).
+    #[cfg(test)]
+    pub(super) fn expiry_of(&self, id: i64) -> Option<Instant> {
+        self.leases.get(&id)?.timers.as_ref().map(|t| t.expiry)
+    }
+
     /// Checks every structural invariant, panicking on the first broken one. O(leases + keys):
     /// for tests and the simulator, after each step.
     pub fn invariants(&self) {

@@ -69,6 +69,9 @@ mod lessor;
 mod record;
 mod schedule;
 
+#[cfg(test)]
+mod tests;
+
 pub use lessor::{LeaseGrant, Lessor, TimeToLive};
 
 /// etcd's minimum lease TTL for a member's raft timing, in seconds: one and a half election
