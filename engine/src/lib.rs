@@ -9,14 +9,17 @@
 //!
 //! - [`mvcc`]: the multi-version key-value store with etcd's exact semantics (range, put,
 //!   delete-range, txn, compact, hash);
+//! - [`lease`]: the lessor — leases, their attached keys, and the leader's lease clocks
+//!   (expiry, keepalive, checkpoints) on the injected time;
 //! - [`limits`]: every bound of the system, in one place, with etcd's defaults;
 //! - [`error`]: etcd's errors, with their gRPC codes and the exact message strings clients
 //!   match on.
 //!
-//! Raft replication, leases, watches and membership (the `Node`) build on these.
+//! Raft replication, watches and membership (the `Node`) build on these.
 
 pub mod error;
 pub mod harness;
+pub mod lease;
 pub mod limits;
 pub mod membership;
 pub mod mvcc;

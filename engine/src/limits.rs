@@ -68,6 +68,33 @@ pub const MAX_LEARNERS_DEFAULT: usize = 1;
 /// (etcd's `readyPercent` of 90%).
 pub const LEARNER_READY_PERCENT: u64 = 90;
 
+// ---- leases ----
+
+/// Interval between checkpoints of a lease's remaining TTL (etcd's
+/// `defaultLeaseCheckpointInterval`, `--experimental-lease-checkpoint-interval`): 5 minutes.
+/// Only leases with a longer TTL are checkpointed. A checkpoint lets a new leader restart a
+/// lease from what was left of it rather than from its full TTL.
+pub const LEASE_CHECKPOINT_INTERVAL_MS: u64 = 5 * 60 * 1000;
+
+/// Most checkpoints in one `LeaseCheckpointRequest` entry (etcd's `maxLeaseCheckpointBatchSize`).
+pub const LEASE_CHECKPOINT_BATCH_MAX: usize = 1000;
+
+/// Most leases revoked per second (etcd's `leaseRevokeRate`). A new leader with at least this
+/// many leases spreads their expiries so that they can be revoked at this rate.
+pub const LEASE_REVOKE_RATE_PER_S: usize = 1000;
+
+/// How often the leader looks for expired leases and due checkpoints (etcd's lessor loop).
+pub const LEASE_EXPIRY_CHECK_INTERVAL_MS: u64 = 500;
+
+/// Most expired leases handed out per check: half the revoke rate per half-second check
+/// (etcd's `leaseRevokeRate / 2`).
+pub const LEASE_EXPIRED_BATCH_MAX: usize = LEASE_REVOKE_RATE_PER_S / 2;
+
+/// How long an expired lease handed out for revocation waits before it is handed out again, in
+/// case its revoke proposal was lost (etcd's lessor default `defaultExpiredleaseRetryInterval`;
+/// etcdserver itself passes its request timeout, 5 s + 2 x election timeout).
+pub const LEASE_EXPIRED_RETRY_INTERVAL_MS: u64 = 3_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
