@@ -23,6 +23,7 @@
 //! [`Error::FutureRevision`]: crate::Error::FutureRevision
 //! [`Error::Compacted`]: crate::Error::Compacted
 
+mod history;
 pub mod key_history;
 mod key_range;
 mod revision;
