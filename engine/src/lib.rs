@@ -11,13 +11,16 @@
 //!   delete-range, txn, compact, hash);
 //! - [`limits`]: every bound of the system, in one place, with etcd's defaults;
 //! - [`error`]: etcd's errors, with their gRPC codes and the exact message strings clients
-//!   match on.
+//!   match on;
+//! - [`watch`]: the watch hub — etcd's watch streams and watchers, fed by the store's writes,
+//!   with bounded per-stream queues and catch-up from the store's history.
 //!
-//! Raft replication, leases, watches and membership (the `Node`) build on these.
+//! Raft replication, leases and membership (the `Node`) build on these.
 
 pub mod error;
 pub mod limits;
 pub mod mvcc;
 pub mod time;
+pub mod watch;
 
 pub use error::{Error, GrpcCode};
