@@ -13,9 +13,13 @@
 //!   (expiry, keepalive, checkpoints) on the injected time;
 //! - [`limits`]: every bound of the system, in one place, with etcd's defaults;
 //! - [`error`]: etcd's errors, with their gRPC codes and the exact message strings clients
-//!   match on.
-//!
-//! Raft replication, watches and membership (the `Node`) build on these.
+//!   match on;
+//! - [`watch`]: the watch hub — etcd's watch streams and watchers, fed by the store's writes,
+//!   with bounded per-stream queues and catch-up from the store's history;
+//! - [`membership`]: the replicated member list;
+//! - [`raft`]: raft-rs's log storage; [`node`]: a member's whole state machine, sans IO;
+//! - [`harness`]: a deterministic in-process cluster for tests and benchmarks;
+//! - [`time`]: the injected time.
 
 pub mod error;
 pub mod harness;
@@ -26,5 +30,6 @@ pub mod mvcc;
 pub mod node;
 pub mod raft;
 pub mod time;
+pub mod watch;
 
 pub use error::{Error, GrpcCode};

@@ -94,6 +94,24 @@ pub const LEASE_EXPIRED_BATCH_MAX: usize = LEASE_REVOKE_RATE_PER_S / 2;
 /// case its revoke proposal was lost (etcd's lessor default `defaultExpiredleaseRetryInterval`;
 /// etcdserver itself passes its request timeout, 5 s + 2 x election timeout).
 pub const LEASE_EXPIRED_RETRY_INTERVAL_MS: u64 = 3_000;
+// ---- watch ----
+
+/// Responses one watch stream queues for its client before its watchers stop taking events
+/// from writes (etcd's `chanBufLen`, the buffer of a watch stream's channel: 128 responses).
+/// A synced watcher that finds its stream this full falls back to the unsynced group and later
+/// catches up from the store, so a slow client never blocks or loses writes.
+pub const WATCH_STREAM_RESPONSES_MAX: usize = 128;
+
+/// Room a watch stream keeps above [`WATCH_STREAM_RESPONSES_MAX`] for the replies to its
+/// client's own requests (created, canceled, requested progress), so that a stream full of
+/// events can still answer them (etcd's `ctrlStreamBufLen`). When even this is used up the
+/// driver stops reading the stream's requests, as etcd's receive loop blocks.
+pub const WATCH_STREAM_CONTROL_RESPONSES_MAX: usize = 16;
+
+/// Events one catch-up response of an unsynced watcher carries, plus at most the rest of the
+/// revision the bound falls in (a revision is never split). etcd bounds the same batch by
+/// revisions (`watchBatchMaxRevs` = 1000); counting events bounds its memory.
+pub const WATCH_SYNC_RESPONSE_EVENTS_MAX: usize = 1000;
 
 #[cfg(test)]
 mod tests {

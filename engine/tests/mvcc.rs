@@ -519,11 +519,18 @@ fn compaction() {
     let at5 = at(&s, 5).unwrap();
     assert_eq!(at5.kvs.len(), 1, "the compaction revision itself stays readable");
     assert_eq!(at5.kvs[0].value, b("2"), "the newest version at the compaction is kept");
-    assert_eq!(s.history(b"gone"), None, "a key deleted at or before the compaction is dropped");
+    assert_eq!(
+        s.history(b"gone").map(|h| h.versions().iter().map(|v| v.version).collect::<Vec<_>>()),
+        Some(vec![0]),
+        "a tombstone at the compaction revision is kept (a watch from 5 sees the delete, etcd #18089)"
+    );
     assert_eq!(s.history(b"a").unwrap().versions().len(), 2);
     assert_eq!(at(&s, 0).unwrap().kvs[0].value, b("3"));
     let ranged = RequestOp { request: Some(Request::RequestRange(RangeRequest { revision: 3, ..range_req("a", "") })) };
     assert_eq!(s.txn(&txn(vec![], vec![ranged], vec![]), &NoLeases).map(|_| ()), Err(Error::Compacted));
+    put(&mut s, "x", "y"); // 7
+    compact(&mut s, 6).unwrap();
+    assert_eq!(s.history(b"gone"), None, "a key deleted before the compaction is dropped");
 }
 
 // ---- hash --------------------------------------------------------------------------------

@@ -129,11 +129,7 @@ impl Lessor {
         }
         for key in &lease.keys {
             let owner = self.key_leases.remove(key);
-            assert_eq!(
-                owner,
-                Some(id),
-                "key {key:?} of lease {id:#x} indexed elsewhere"
-            );
+            assert_eq!(owner, Some(id), "key {key:?} of lease {id:#x} indexed elsewhere");
         }
         Ok(lease.keys.into_iter().collect())
     }
@@ -152,11 +148,7 @@ impl Lessor {
         }
         // On the primary: a checkpoint computed before a renew that this member answered
         // understates the lease's life; a new leader would expire the lease early. Clear it.
-        if let Some(renewed_at) = lease
-            .timers
-            .as_ref()
-            .and_then(|t| t.renewed_since_checkpoint)
-        {
+        if let Some(renewed_at) = lease.timers.as_ref().and_then(|t| t.renewed_since_checkpoint) {
             self.schedule_clear(id, renewed_at);
         }
     }
@@ -177,10 +169,7 @@ impl Lessor {
                 }
             }
             if event.r#type == EventType::Put as i32 {
-                let kv = event
-                    .kv
-                    .as_ref()
-                    .expect("a put event carries its key-value");
+                let kv = event.kv.as_ref().expect("a put event carries its key-value");
                 if kv.lease != 0 {
                     self.attach(kv.key.clone(), kv.lease);
                 }
@@ -196,10 +185,7 @@ impl Lessor {
         let fresh = lease.keys.insert(key.clone());
         assert!(fresh, "key {key:?} attached twice to lease {id:#x}");
         let previous = self.key_leases.insert(key, id);
-        assert_eq!(
-            previous, None,
-            "key attached while still attached elsewhere"
-        );
+        assert_eq!(previous, None, "key attached while still attached elsewhere");
     }
 
     fn detach(&mut self, key: &Bytes, id: i64) {
@@ -208,21 +194,10 @@ impl Lessor {
             // whose key named a lease the image lacked — never attached.
             None => {}
             Some(&owner) => {
-                assert_eq!(
-                    owner, id,
-                    "key {key:?} attached to {owner:#x}, its value says {id:#x}"
-                );
+                assert_eq!(owner, id, "key {key:?} attached to {owner:#x}, its value says {id:#x}");
                 self.key_leases.remove(key);
-                let removed = self
-                    .leases
-                    .get_mut(&id)
-                    .expect("an indexed key's lease exists")
-                    .keys
-                    .remove(key);
-                assert!(
-                    removed,
-                    "key {key:?} indexed to lease {id:#x} but not in it"
-                );
+                let removed = self.leases.get_mut(&id).expect("an indexed key's lease exists").keys.remove(key);
+                assert!(removed, "key {key:?} indexed to lease {id:#x} but not in it");
             }
         }
     }
@@ -346,17 +321,10 @@ impl Lessor {
             let Some((at, id)) = self.expiries.pop_due(now) else {
                 break;
             };
-            let timers = self
-                .leases
-                .get_mut(&id)
-                .expect("queued lease exists")
-                .timers_mut();
+            let timers = self.leases.get_mut(&id).expect("queued lease exists").timers_mut();
             assert_eq!(timers.expiry_queued_at, at);
             // Queued no earlier than its expiry, so a due entry is an expired lease.
-            assert!(
-                timers.expiry <= at,
-                "lease {id:#x} queued before its expiry"
-            );
+            assert!(timers.expiry <= at, "lease {id:#x} queued before its expiry");
             timers.expiry_queued_at = retry_at;
             self.expiries.insert(retry_at, id);
             expired.push(id);
@@ -473,11 +441,7 @@ impl Lessor {
             Some(timers) => floor_s(timers.expiry.saturating_duration_since(now)),
             None => lease.remaining_or_ttl_s(),
         };
-        Some(TimeToLive {
-            granted_ttl_s: lease.ttl_s,
-            remaining_ttl_s,
-            keys: lease.keys.iter().cloned().collect(),
-        })
+        Some(TimeToLive { granted_ttl_s: lease.ttl_s, remaining_ttl_s, keys: lease.keys.iter().cloned().collect() })
     }
 
     /// Every lease id, in ascending order.
@@ -505,11 +469,7 @@ impl Lessor {
     pub fn to_images(&self) -> Vec<LeaseImage> {
         self.leases
             .iter()
-            .map(|(&id, lease)| LeaseImage {
-                id,
-                ttl_s: lease.ttl_s,
-                remaining_ttl_s: lease.remaining_ttl_s,
-            })
+            .map(|(&id, lease)| LeaseImage { id, ttl_s: lease.ttl_s, remaining_ttl_s: lease.remaining_ttl_s })
             .collect()
     }
 
@@ -529,17 +489,10 @@ impl Lessor {
         let mut lessor = Lessor::new(min_ttl_s);
         for image in images {
             assert_ne!(image.id, 0, "lease 0 in an image");
-            assert!(
-                image.ttl_s <= limits::MAX_LEASE_TTL_S,
-                "image TTL too large"
-            );
+            assert!(image.ttl_s <= limits::MAX_LEASE_TTL_S, "image TTL too large");
             let lease = Lease::new(image.ttl_s.max(min_ttl_s), image.remaining_ttl_s);
             let previous = lessor.leases.insert(image.id, lease);
-            assert!(
-                previous.is_none(),
-                "lease {:#x} twice in an image",
-                image.id
-            );
+            assert!(previous.is_none(), "lease {:#x} twice in an image", image.id);
         }
         for (key, id) in keys_with_leases {
             if id == 0 {
@@ -575,24 +528,14 @@ impl Lessor {
                 lease.ttl_s
             );
             for key in &lease.keys {
-                assert_eq!(
-                    self.key_leases.get(key),
-                    Some(&id),
-                    "key of {id:#x} unindexed"
-                );
+                assert_eq!(self.key_leases.get(key), Some(&id), "key of {id:#x} unindexed");
             }
             attached += lease.keys.len();
             match (&lease.timers, self.primary) {
                 (None, false) => {}
                 (Some(t), true) => {
-                    assert!(
-                        t.expiry <= t.expiry_queued_at,
-                        "{id:#x} queued before expiry"
-                    );
-                    assert!(
-                        self.expiries.contains(t.expiry_queued_at, id),
-                        "{id:#x} unqueued"
-                    );
+                    assert!(t.expiry <= t.expiry_queued_at, "{id:#x} queued before expiry");
+                    assert!(self.expiries.contains(t.expiry_queued_at, id), "{id:#x} unqueued");
                     match t.checkpoint_at {
                         Some(at) => assert!(self.checkpoints.contains(at, id)),
                         None => assert!(!wants_checkpoints(lease) && !t.clear_checkpoint),
@@ -604,22 +547,12 @@ impl Lessor {
         assert_eq!(attached, self.key_leases.len(), "key index has stray keys");
         for (key, id) in &self.key_leases {
             let lease = self.leases.get(id).expect("indexed key's lease exists");
-            assert!(
-                lease.keys.contains(key),
-                "indexed key missing from its lease"
-            );
+            assert!(lease.keys.contains(key), "indexed key missing from its lease");
         }
         if self.primary {
             assert_eq!(self.expiries.len(), self.leases.len(), "expiry queue size");
-            let scheduled = self
-                .leases
-                .values()
-                .filter(|l| l.timers().checkpoint_at.is_some());
-            assert_eq!(
-                self.checkpoints.len(),
-                scheduled.count(),
-                "checkpoint queue size"
-            );
+            let scheduled = self.leases.values().filter(|l| l.timers().checkpoint_at.is_some());
+            assert_eq!(self.checkpoints.len(), scheduled.count(), "checkpoint queue size");
         } else {
             assert_eq!(self.expiries.len(), 0, "non-primary expiry queue");
             assert_eq!(self.checkpoints.len(), 0, "non-primary checkpoint queue");

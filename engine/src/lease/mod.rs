@@ -85,10 +85,7 @@ pub use lessor::{LeaseGrant, Lessor, TimeToLive};
 /// of 100 ms give 700 ms, hence 1 s. At etcd's defaults (10 ticks of 100 ms) it is 2 s.
 /// Never below 1 s.
 pub fn min_ttl_s(election_ticks: u64, heartbeat_interval_ms: u64) -> i64 {
-    let min_ttl_ms =
-        u128::from(election_ticks.saturating_mul(3) / 2) * u128::from(heartbeat_interval_ms);
+    let min_ttl_ms = u128::from(election_ticks.saturating_mul(3) / 2) * u128::from(heartbeat_interval_ms);
     let min_ttl_s = min_ttl_ms.div_ceil(1000).max(1);
-    i64::try_from(min_ttl_s)
-        .unwrap_or(i64::MAX)
-        .min(crate::limits::MAX_LEASE_TTL_S)
+    i64::try_from(min_ttl_s).unwrap_or(i64::MAX).min(crate::limits::MAX_LEASE_TTL_S)
 }

@@ -45,12 +45,7 @@ pub(crate) struct Timers {
 impl Lease {
     pub(crate) fn new(ttl_s: i64, remaining_ttl_s: i64) -> Lease {
         assert!(ttl_s >= 1, "a lease TTL is at least 1 s, got {ttl_s}");
-        Lease {
-            ttl_s,
-            remaining_ttl_s,
-            keys: BTreeSet::new(),
-            timers: None,
-        }
+        Lease { ttl_s, remaining_ttl_s, keys: BTreeSet::new(), timers: None }
     }
 
     /// etcd's `getRemainingTTL`: the checkpointed remaining TTL if one is set, else the full
@@ -64,15 +59,11 @@ impl Lease {
     }
 
     pub(crate) fn timers(&self) -> &Timers {
-        self.timers
-            .as_ref()
-            .expect("a primary lessor's lease has timers")
+        self.timers.as_ref().expect("a primary lessor's lease has timers")
     }
 
     pub(crate) fn timers_mut(&mut self) -> &mut Timers {
-        self.timers
-            .as_mut()
-            .expect("a primary lessor's lease has timers")
+        self.timers.as_mut().expect("a primary lessor's lease has timers")
     }
 }
 

@@ -2,9 +2,7 @@
 //! detached only through the store's write events, as the node does it.
 
 use bytes::Bytes;
-use detcd_proto::etcdserverpb::{
-    request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-};
+use detcd_proto::etcdserverpb::{request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use detcd_proto::mvccpb::KeyValue;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -46,12 +44,10 @@ fn put_op(key: &str, lease: i64) -> RequestOp {
 
 fn delete_op(key: &Bytes) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(
-            DeleteRangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            },
-        )),
+        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
+            key: key.clone(),
+            ..Default::default()
+        })),
     }
 }
 
@@ -63,10 +59,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        World {
-            store: Store::new(),
-            lessor: Lessor::new(MIN_TTL_S),
-        }
+        World { store: Store::new(), lessor: Lessor::new(MIN_TTL_S) }
     }
 
     fn leader(now: Instant) -> World {
@@ -76,12 +69,7 @@ impl World {
     }
 
     fn put(&mut self, key: &str, lease: i64) -> Result<(), Error> {
-        self.put_req(PutRequest {
-            key: b(key),
-            value: b("v"),
-            lease,
-            ..Default::default()
-        })
+        self.put_req(PutRequest { key: b(key), value: b("v"), lease, ..Default::default() })
     }
 
     fn put_req(&mut self, req: PutRequest) -> Result<(), Error> {
@@ -92,21 +80,14 @@ impl World {
     }
 
     fn delete(&mut self, key: &str, range_end: &str) {
-        let req = DeleteRangeRequest {
-            key: b(key),
-            range_end: b(range_end),
-            ..Default::default()
-        };
+        let req = DeleteRangeRequest { key: b(key), range_end: b(range_end), ..Default::default() };
         let applied = self.store.delete_range(&req).expect("valid delete");
         self.lessor.apply_events(&applied.events);
         self.check();
     }
 
     fn txn(&mut self, ops: Vec<RequestOp>) -> Result<(), Error> {
-        let req = TxnRequest {
-            success: ops,
-            ..Default::default()
-        };
+        let req = TxnRequest { success: ops, ..Default::default() };
         let applied = self.store.txn(&req, &self.lessor)?;
         self.lessor.apply_events(&applied.events);
         self.check();
@@ -119,10 +100,7 @@ impl World {
         let doomed = self.lessor.revoke(id)?;
         let revision = self.store.current_revision();
         if !doomed.is_empty() {
-            let req = TxnRequest {
-                success: doomed.iter().map(delete_op).collect(),
-                ..Default::default()
-            };
+            let req = TxnRequest { success: doomed.iter().map(delete_op).collect(), ..Default::default() };
             let applied = self.store.txn(&req, &self.lessor).expect("delete keys");
             assert_eq!(applied.events.len(), doomed.len());
             self.lessor.apply_events(&applied.events);
@@ -133,26 +111,16 @@ impl World {
     }
 
     fn live(&self) -> Vec<KeyValue> {
-        let all = RangeRequest {
-            key: b("\0"),
-            range_end: b("\0"),
-            ..Default::default()
-        };
+        let all = RangeRequest { key: b("\0"), range_end: b("\0"), ..Default::default() };
         self.store.range(&all).expect("range all").kvs
     }
 
     fn keys_with_leases(&self) -> Vec<(Bytes, i64)> {
-        self.live()
-            .into_iter()
-            .map(|kv| (kv.key, kv.lease))
-            .collect()
+        self.live().into_iter().map(|kv| (kv.key, kv.lease)).collect()
     }
 
     fn keys_of(&self, id: i64) -> Vec<Bytes> {
-        self.lessor
-            .time_to_live(id, Instant::ZERO)
-            .expect("lease")
-            .keys
+        self.lessor.time_to_live(id, Instant::ZERO).expect("lease").keys
     }
 
     /// The lessor's invariants, and agreement with the store: a live key is attached exactly
@@ -165,12 +133,7 @@ impl World {
             assert_eq!(self.lessor.lease_of(&kv.key), expected, "{kv:?}");
             leased += usize::from(kv.lease != 0);
         }
-        let attached: usize = self
-            .lessor
-            .leases()
-            .iter()
-            .map(|&id| self.keys_of(id).len())
-            .sum();
+        let attached: usize = self.lessor.leases().iter().map(|&id| self.keys_of(id).len()).sum();
         assert_eq!(attached, leased, "attached keys that are not live");
     }
 }
@@ -196,11 +159,7 @@ fn min_ttl_follows_etcds_rule() {
         (0, 100, 1),
     ];
     for (ticks, heartbeat_ms, expected) in table {
-        assert_eq!(
-            min_ttl_s(ticks, heartbeat_ms),
-            expected,
-            "{ticks} x {heartbeat_ms}"
-        );
+        assert_eq!(min_ttl_s(ticks, heartbeat_ms), expected, "{ticks} x {heartbeat_ms}");
     }
     assert_eq!(min_ttl_s(u64::MAX, u64::MAX), limits::MAX_LEASE_TTL_S);
 }
@@ -217,34 +176,19 @@ fn grant_validates_like_etcd() {
         // the TTL is checked before the id, as in etcd
         (7, limits::MAX_LEASE_TTL_S + 1, Err(Error::LeaseTtlTooLarge)),
         (7, 10, Err(Error::LeaseExists)),
-        (
-            2,
-            limits::MAX_LEASE_TTL_S,
-            Ok(LeaseGrant {
-                id: 2,
-                ttl_s: limits::MAX_LEASE_TTL_S,
-            }),
-        ),
+        (2, limits::MAX_LEASE_TTL_S, Ok(LeaseGrant { id: 2, ttl_s: limits::MAX_LEASE_TTL_S })),
         (3, 1, Ok(LeaseGrant { id: 3, ttl_s: 5 })),
         (4, -3, Ok(LeaseGrant { id: 4, ttl_s: 5 })),
         (-9, 6, Ok(LeaseGrant { id: -9, ttl_s: 6 })),
     ];
     for (id, ttl_s, expected) in table {
-        assert_eq!(
-            lessor.grant(id, ttl_s, now),
-            expected,
-            "grant({id}, {ttl_s})"
-        );
+        assert_eq!(lessor.grant(id, ttl_s, now), expected, "grant({id}, {ttl_s})");
         lessor.invariants();
     }
     assert_eq!(lessor.leases(), vec![-9, 2, 3, 4, 7]);
     assert_eq!(lessor.len(), 5);
     assert!(lessor.lease_exists(3) && !lessor.lease_exists(1));
-    assert_eq!(
-        remaining_s(&lessor, 3, now),
-        5,
-        "non-primary: the granted TTL"
-    );
+    assert_eq!(remaining_s(&lessor, 3, now), 5, "non-primary: the granted TTL");
 }
 
 #[test]
@@ -271,23 +215,14 @@ fn keys_attach_and_detach_through_store_events() {
     w.put("a", 1).unwrap();
     w.put("b", 1).unwrap();
     w.put("c", 0).unwrap();
-    assert_eq!(
-        (w.lessor.lease_of(b"a"), w.lessor.lease_of(b"c")),
-        (Some(1), None)
-    );
+    assert_eq!((w.lessor.lease_of(b"a"), w.lessor.lease_of(b"c")), (Some(1), None));
     assert_eq!(w.keys_of(1), keys(&["a", "b"]));
 
     // a put with another lease moves the key
     w.put("a", 2).unwrap();
     assert_eq!((w.keys_of(1), w.keys_of(2)), (keys(&["b"]), keys(&["a"])));
     // ignore_lease keeps it where it is
-    w.put_req(PutRequest {
-        key: b("a"),
-        value: b("new"),
-        ignore_lease: true,
-        ..Default::default()
-    })
-    .unwrap();
+    w.put_req(PutRequest { key: b("a"), value: b("new"), ignore_lease: true, ..Default::default() }).unwrap();
     assert_eq!(w.lessor.lease_of(b"a"), Some(2));
     // a put without a lease detaches it; a delete too
     w.put("a", 0).unwrap();
@@ -297,8 +232,7 @@ fn keys_attach_and_detach_through_store_events() {
     assert!(w.keys_of(2).is_empty());
 
     // a txn's puts attach, a range delete detaches
-    w.txn(vec![put_op("c", 1), put_op("d", 2), put_op("e", 2)])
-        .unwrap();
+    w.txn(vec![put_op("c", 1), put_op("d", 2), put_op("e", 2)]).unwrap();
     assert_eq!(w.keys_of(1), keys(&["b", "c"]));
     w.delete("d", "e\0");
     assert!(w.keys_of(2).is_empty());
@@ -359,11 +293,7 @@ fn expired_is_earliest_first_and_retried_after_an_interval() {
         lessor.grant(id, ttl_s, at_s(0)).unwrap();
     }
     assert!(lessor.expired(at_ms(9_999), 10).is_empty());
-    assert_eq!(
-        lessor.expired(at_s(25), 2),
-        vec![2, 4],
-        "ties by id, at most max"
-    );
+    assert_eq!(lessor.expired(at_s(25), 2), vec![2, 4], "ties by id, at most max");
     assert_eq!(lessor.expired(at_s(25), 10), vec![3]);
     assert!(lessor.expired(at_s(25), 10).is_empty(), "handed out once");
     // an expired lease cannot be renewed: its revoke is under way
@@ -386,19 +316,8 @@ fn time_to_live_truncates_to_whole_seconds() {
     lessor.promote(at_s(0), Duration::ZERO);
     lessor.grant(1, 10, at_s(0)).unwrap();
     // (now ms, remaining s)
-    for (now_ms, expected) in [
-        (0, 10),
-        (1, 9),
-        (500, 9),
-        (9_000, 1),
-        (9_999, 0),
-        (15_000, 0),
-    ] {
-        assert_eq!(
-            remaining_s(&lessor, 1, at_ms(now_ms)),
-            expected,
-            "at {now_ms} ms"
-        );
+    for (now_ms, expected) in [(0, 10), (1, 9), (500, 9), (9_000, 1), (9_999, 0), (15_000, 0)] {
+        assert_eq!(remaining_s(&lessor, 1, at_ms(now_ms)), expected, "at {now_ms} ms");
     }
     assert_eq!(lessor.time_to_live(1, at_s(0)).unwrap().granted_ttl_s, 10);
     // off the leader: the granted TTL, or the checkpointed remaining TTL
@@ -419,11 +338,7 @@ fn promote_gives_the_full_ttl_plus_extend() {
     let mut lessor = Lessor::new(MIN_TTL_S);
     lessor.promote(at_s(0), Duration::ZERO);
     lessor.grant(1, 10, at_s(0)).unwrap();
-    assert_eq!(
-        remaining_s(&lessor, 1, at_s(8)),
-        2,
-        "2 s left at the old leader"
-    );
+    assert_eq!(remaining_s(&lessor, 1, at_s(8)), 2, "2 s left at the old leader");
     lessor.demote();
     lessor.promote(at_s(8), Duration::from_secs(1));
     assert_eq!(remaining_s(&lessor, 1, at_s(8)), 11);
@@ -487,10 +402,7 @@ fn promote_spreads_piled_up_expiries_over_the_revoke_rate() {
     assert!(per_second.values().all(|&n| n <= target), "{per_second:?}");
     assert_eq!(per_second[&0], target, "the first three quarters stay");
     let last = lessor.expiry_of(count).unwrap() - unspread;
-    assert!(
-        last < Duration::from_secs(3),
-        "pushed back by rank: {last:?}"
-    );
+    assert!(last < Duration::from_secs(3), "pushed back by rank: {last:?}");
 
     // below the rate nothing moves
     let mut lessor = Lessor::new(MIN_TTL_S);
@@ -516,29 +428,17 @@ fn checkpoints_are_due_only_for_long_leases() {
     assert_eq!(lessor.expired(at_s(interval_s - 1), 10), vec![4]);
     lessor.revoke(4).unwrap();
     assert_eq!(lessor.next_deadline(), Some(at_s(interval_s)));
-    assert_eq!(
-        lessor.checkpoints_due(at_s(interval_s), 10),
-        vec![(1, 3600 - interval_s as i64), (3, 1)]
-    );
+    assert_eq!(lessor.checkpoints_due(at_s(interval_s), 10), vec![(1, 3600 - interval_s as i64), (3, 1)]);
     assert!(lessor.checkpoints_due(at_s(interval_s), 10).is_empty());
     for (id, remaining_ttl_s) in [(1, 3300), (3, 1)] {
         lessor.checkpoint(id, remaining_ttl_s);
     }
-    assert!(lessor
-        .checkpoints_due(at_s(2 * interval_s - 1), 10)
-        .is_empty());
+    assert!(lessor.checkpoints_due(at_s(2 * interval_s - 1), 10).is_empty());
     // lease 3 has expired by now: no checkpoint for it; rounded up: 2999.5 s -> 3000
-    assert_eq!(
-        lessor.checkpoints_due(at_ms(2 * interval_s * 1000 + 500), 10),
-        vec![(1, 3000)]
-    );
+    assert_eq!(lessor.checkpoints_due(at_ms(2 * interval_s * 1000 + 500), 10), vec![(1, 3000)]);
     // at most max per call; the rest stays due
     assert_eq!(lessor.checkpoints_due(at_s(3 * interval_s), 0), vec![]);
-    assert_eq!(
-        lessor.next_deadline(),
-        Some(at_s(interval_s)),
-        "lease 2's expiry"
-    );
+    assert_eq!(lessor.next_deadline(), Some(at_s(interval_s)), "lease 2's expiry");
     lessor.invariants();
 
     // after an election the checkpointed remaining TTL counts
@@ -561,11 +461,7 @@ fn renew_after_a_checkpoint_clears_it() {
     assert_eq!(remaining_s(&lessor, 1, at_s(300)), 3310);
 
     assert_eq!(lessor.renew(1, at_s(400)), Ok(3600));
-    assert_eq!(
-        remaining_s(&lessor, 1, at_s(400)),
-        3600,
-        "full TTL, not the checkpoint"
-    );
+    assert_eq!(remaining_s(&lessor, 1, at_s(400)), 3600, "full TTL, not the checkpoint");
     assert_eq!(lessor.next_deadline(), Some(at_s(400)), "due at once");
     assert_eq!(lessor.checkpoints_due(at_s(400), 10), vec![(1, 0)]);
     lessor.checkpoint(1, 0);
@@ -613,10 +509,7 @@ fn images_round_trip() {
     }
     w.lessor.checkpoint(1, 1234);
     let images = w.lessor.to_images();
-    assert_eq!(
-        images.iter().map(|i| i.id).collect::<Vec<_>>(),
-        vec![-4, 1, 5, 8]
-    );
+    assert_eq!(images.iter().map(|i| i.id).collect::<Vec<_>>(), vec![-4, 1, 5, 8]);
 
     let restored = Lessor::restore(&images, w.keys_with_leases(), MIN_TTL_S);
     restored.invariants();
@@ -626,10 +519,7 @@ fn images_round_trip() {
     original.demote();
     assert_eq!(restored, original);
     for id in restored.leases() {
-        assert_eq!(
-            restored.time_to_live(id, at_s(7)),
-            original.time_to_live(id, at_s(7))
-        );
+        assert_eq!(restored.time_to_live(id, at_s(7)), original.time_to_live(id, at_s(7)));
     }
     assert_eq!(restored.lease_of(b"c"), Some(1));
 
@@ -639,10 +529,7 @@ fn images_round_trip() {
     let raised = Lessor::restore(&images, stray, 3);
     raised.invariants();
     assert_eq!(raised.time_to_live(-4, at_s(0)).unwrap().granted_ttl_s, 3);
-    assert_eq!(
-        (raised.lease_of(b"a"), raised.lease_of(b"z")),
-        (Some(1), None)
-    );
+    assert_eq!((raised.lease_of(b"a"), raised.lease_of(b"z")), (Some(1), None));
 }
 
 // ---- randomized -------------------------------------------------------------------------------
@@ -651,11 +538,7 @@ fn images_round_trip() {
 /// restart sequences; after every step the lessor's invariants hold and it agrees with the
 /// store. Returns the final images and store hash, to check that a seed replays exactly, and
 /// counts what happened, to check that the run reached the interesting cases.
-fn random_run(
-    seed: u64,
-    steps: usize,
-    seen: &mut Seen,
-) -> (Vec<detcd_proto::internalpb::LeaseImage>, u32) {
+fn random_run(seed: u64, steps: usize, seen: &mut Seen) -> (Vec<detcd_proto::internalpb::LeaseImage>, u32) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut w = World::new();
     let mut now = Instant::ZERO;
@@ -688,16 +571,9 @@ fn random_run(
                 assert_eq!(w.revoke(id).is_ok(), existed);
             }
             23..=46 => {
-                let lease = if rng.gen_bool(0.3) {
-                    0
-                } else {
-                    lease_id(&mut rng)
-                };
+                let lease = if rng.gen_bool(0.3) { 0 } else { lease_id(&mut rng) };
                 let result = w.put(&key(&mut rng), lease);
-                assert!(
-                    result.is_ok() || result == Err(Error::LeaseNotFound),
-                    "{result:?}"
-                );
+                assert!(result.is_ok() || result == Err(Error::LeaseNotFound), "{result:?}");
             }
             47..=50 => {
                 let req = PutRequest {
@@ -707,10 +583,7 @@ fn random_run(
                     ..Default::default()
                 };
                 let result = w.put_req(req);
-                assert!(
-                    result.is_ok() || result == Err(Error::KeyNotFound),
-                    "{result:?}"
-                );
+                assert!(result.is_ok() || result == Err(Error::KeyNotFound), "{result:?}");
             }
             51..=56 => {
                 if rng.gen_bool(0.5) {
@@ -726,10 +599,7 @@ fn random_run(
                     ops.push(delete_op(&b(&c)));
                 }
                 let result = w.txn(ops);
-                assert!(
-                    result.is_ok() || result == Err(Error::LeaseNotFound),
-                    "{result:?}"
-                );
+                assert!(result.is_ok() || result == Err(Error::LeaseNotFound), "{result:?}");
             }
             62..=73 => {
                 let id = lease_id(&mut rng);
@@ -770,13 +640,11 @@ fn random_run(
             95..=97 => w.lessor.demote(),
             _ => {
                 // a restart from the state image
-                let restored =
-                    Lessor::restore(&w.lessor.to_images(), w.keys_with_leases(), MIN_TTL_S);
+                let restored = Lessor::restore(&w.lessor.to_images(), w.keys_with_leases(), MIN_TTL_S);
                 let mut original = w.lessor.clone();
                 original.demote();
                 assert_eq!(restored, original);
-                seen.restores_with_keys +=
-                    usize::from(w.keys_with_leases().iter().any(|(_, l)| *l != 0));
+                seen.restores_with_keys += usize::from(w.keys_with_leases().iter().any(|(_, l)| *l != 0));
                 w.lessor = restored;
             }
         }
@@ -812,10 +680,7 @@ fn random_operations_keep_the_invariants() {
         random_run(seed, 800, &mut seen);
     }
     assert!(seen.expired_keys_deleted > 0, "{seen:?}");
-    assert!(
-        seen.checkpoints > 0 && seen.clearing_checkpoints > 0,
-        "{seen:?}"
-    );
+    assert!(seen.checkpoints > 0 && seen.clearing_checkpoints > 0, "{seen:?}");
     assert!(seen.renews > 0 && seen.restores_with_keys > 0, "{seen:?}");
 }
 

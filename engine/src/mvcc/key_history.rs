@@ -89,16 +89,26 @@ impl KeyHistory {
         });
     }
 
-    /// Forgets every version that no reader at `revision` or later can see: everything older than
-    /// the newest version at or below `revision`, and that version too if it is a tombstone.
-    /// Returns whether the history is now empty (the key can be dropped).
+    /// Forgets what neither a reader nor a watcher at `revision` or later needs. Kept:
+    ///
+    /// - every version written at `revision` or later, *including a tombstone written exactly
+    ///   at `revision`* and every version of a txn at `revision`: a watch may start at the
+    ///   compaction revision and must see that revision's events (etcd lost a delete event
+    ///   there, etcd #18089 / #19179, fixed by keeping such a tombstone);
+    /// - if the key has no version at `revision`, the newest version below it when live (what
+    ///   a reader at `revision` sees).
+    ///
+    /// Everything older goes, so the first kept version's predecessor (a watch event's
+    /// `prev_kv`) may be gone. Returns whether the history is now empty (the key can be
+    /// dropped).
     pub fn compact(&mut self, revision: i64) -> bool {
-        let below = self.versions.partition_point(|v| v.mod_revision.main <= revision);
-        if below > 0 {
-            let newest_below_is_tombstone = self.versions[below - 1].is_tombstone();
-            let cut = if newest_below_is_tombstone { below } else { below - 1 };
-            self.versions.drain(..cut);
-        }
+        let first_kept = self.versions.partition_point(|v| v.mod_revision.main < revision);
+        let cut = match self.versions.get(first_kept) {
+            Some(v) if v.mod_revision.main == revision => first_kept,
+            _ if first_kept > 0 && !self.versions[first_kept - 1].is_tombstone() => first_kept - 1,
+            _ => first_kept,
+        };
+        self.versions.drain(..cut);
         self.versions.is_empty()
     }
 
@@ -155,7 +165,23 @@ mod tests {
         assert_eq!(h.versions().len(), 2, "rev 3 is still visible at 4 and 5");
         assert_eq!(h.visible_at(4).map(|v| v.mod_revision.main), Some(3));
         h.delete(rev(7));
-        assert!(h.compact(7), "a tombstone at or below the compaction takes the key with it");
+        assert!(!h.compact(7), "a tombstone at the compaction revision stays: a watch from 7 must see the delete");
+        assert_eq!(h.versions().len(), 1);
+        assert_eq!(h.visible_at(7), None);
+        assert!(h.compact(8), "a tombstone below the compaction takes the key with it");
+    }
+
+    #[test]
+    fn compaction_keeps_every_version_of_its_own_revision() {
+        // A txn at 5 that deletes the key (from-key delete) and puts it again.
+        let mut h = KeyHistory::default();
+        h.put(rev(2), Bytes::from_static(b"a"), 0);
+        h.delete(Revision::new(5, 0));
+        h.put(Revision::new(5, 1), Bytes::from_static(b"b"), 0);
+        assert!(!h.compact(5));
+        let kept: Vec<_> = h.versions().iter().map(|v| v.mod_revision).collect();
+        assert_eq!(kept, [Revision::new(5, 0), Revision::new(5, 1)]);
+        assert_eq!(h.visible_at(5).map(|v| v.version), Some(1));
     }
 
     #[test]

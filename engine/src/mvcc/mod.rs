@@ -23,6 +23,7 @@
 //! [`Error::FutureRevision`]: crate::Error::FutureRevision
 //! [`Error::Compacted`]: crate::Error::Compacted
 
+mod history;
 mod image;
 pub mod key_history;
 mod key_range;
