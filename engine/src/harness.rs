@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
-use detcd_proto::etcdserverpb::{PutRequest, RangeRequest};
+use detcd_proto::etcdserverpb::{PutRequest, RangeRequest, WatchRequest, WatchResponse};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -301,6 +301,22 @@ impl Cluster {
         })
     }
 
+    /// Sends a request on watch stream `stream` of member `id`.
+    pub fn watch(&mut self, id: u64, stream: u64, request: WatchRequest) {
+        let now = self.now;
+        if let Some(node) = self.members.get_mut(&id).and_then(|m| m.node.as_mut()) {
+            assert!(node.watch_accepts(stream), "stream {stream} of member {id} is full");
+            node.watch_request(now, stream, &request);
+            self.pump(id);
+        }
+    }
+
+    /// Every response queued on watch stream `stream` of member `id` (a client that reads).
+    pub fn watch_responses(&mut self, id: u64, stream: u64) -> Vec<WatchResponse> {
+        let Some(node) = self.members.get_mut(&id).and_then(|m| m.node.as_mut()) else { return Vec::new() };
+        std::iter::from_fn(|| node.watch_poll(stream)).collect()
+    }
+
     // ---- running --------------------------------------------------------------------------
 
     /// The member that is leader in the highest term, if any.
@@ -312,10 +328,12 @@ impl Cluster {
             .map(|(_, id)| id)
     }
 
-    /// Runs until a leader is elected that every running member it can reach follows; panics
-    /// after a minute of cluster time.
+    /// Runs until a leader is elected that every running member follows; panics after a minute
+    /// of cluster time.
     pub fn wait_for_leader(&mut self) -> u64 {
-        let ok = self.run_until(Duration::from_secs(60), |c| c.leader().is_some());
+        let ok = self.run_until(Duration::from_secs(60), |c| {
+            c.leader().is_some_and(|l| c.members.values().filter_map(|m| m.node.as_ref()).all(|n| n.leader_id() == l))
+        });
         assert!(ok, "no leader after 60 s (seed {})", self.seed);
         self.leader().expect("checked")
     }

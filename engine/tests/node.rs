@@ -9,6 +9,9 @@ use detcd_proto::etcdserverpb::{
     compare, CompactionRequest, Compare, MemberAddRequest, MemberListRequest, MemberPromoteRequest,
     MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest, RangeRequest, TxnRequest,
 };
+use detcd_proto::etcdserverpb::{
+    watch_request, LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, WatchCreateRequest, WatchRequest,
+};
 
 fn ok_put(c: &mut Cluster, id: u64, key: &str, value: &str) -> i64 {
     match c.put(id, key, value) {
@@ -323,4 +326,101 @@ fn a_learner_joins_catches_up_and_is_promoted_then_members_move_and_leave() {
         Some(Err(Error::MemberNotFound))
     );
     ok_put(&mut c, learner, "after", "changes");
+}
+
+/// Keeps lease `id` alive through whichever member leads, retrying while a new leader has not
+/// started its lease clocks yet.
+fn keep_alive(c: &mut Cluster, id: i64) {
+    for _ in 0..50 {
+        let Some(leader) = c.leader() else {
+            c.run_for(Duration::from_millis(100));
+            continue;
+        };
+        match c.call(leader, Request::LeaseKeepAlive(LeaseKeepAliveRequest { id })) {
+            Some(Ok(Response::LeaseKeepAlive(r))) => {
+                assert!(r.ttl > 0);
+                return;
+            }
+            Some(Err(Error::NotLeader)) | None => c.run_for(Duration::from_millis(100)),
+            other => panic!("keepalive of {id}: {other:?}"),
+        }
+    }
+    panic!("lease {id} could not be kept alive");
+}
+
+#[test]
+fn a_lease_survives_a_leader_change_and_expires_once_abandoned() {
+    let mut c = Cluster::new(3, 12);
+    let leader = c.wait_for_leader();
+    let answer = c.call(others(&c, leader)[0], Request::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 0 }));
+    let Some(Ok(Response::LeaseGrant(grant))) = answer else { panic!("grant failed: {answer:?}") };
+    assert_eq!(grant.ttl, 5);
+    let put = PutRequest { key: Bytes::from("owned"), value: Bytes::from("v"), lease: grant.id, ..Default::default() };
+    assert!(matches!(c.call(leader, Request::Put(put)), Some(Ok(_))));
+    for _ in 0..3 {
+        c.run_for(Duration::from_secs(1));
+        keep_alive(&mut c, grant.id);
+    }
+    c.crash(leader);
+    let new = c.wait_for_leader();
+    for _ in 0..8 {
+        keep_alive(&mut c, grant.id);
+        c.run_for(Duration::from_secs(1));
+    }
+    assert_eq!(read(&mut c, new, "owned").as_deref(), Some("v"), "kept alive across the leader change");
+    c.restart(leader);
+    // Abandoned: gone after its TTL (plus the leader's check interval), on every member.
+    c.run_for(Duration::from_secs(7));
+    settle(&mut c);
+    for id in c.ids() {
+        assert_eq!(read(&mut c, id, "owned"), None, "member {id}");
+        assert!(c.node(id).unwrap().lessor().leases().is_empty());
+    }
+}
+
+fn create_watch(key: &str, start_revision: i64) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+            key: Bytes::from(key.to_owned()),
+            start_revision,
+            prev_kv: true,
+            ..Default::default()
+        })),
+    }
+}
+
+#[test]
+fn a_watch_resumes_from_history_and_is_canceled_below_the_compaction() {
+    let mut c = Cluster::new(3, 13);
+    let leader = c.wait_for_leader();
+    for i in 1..=5 {
+        ok_put(&mut c, leader, "k", &i.to_string()); // revisions 2..=6
+    }
+    let Some(Ok(_)) = c.call(leader, Request::Compact(CompactionRequest { revision: 4, physical: false })) else {
+        panic!()
+    };
+    settle(&mut c);
+    let follower = others(&c, leader)[0];
+    c.watch(follower, 1, create_watch("k", 2));
+    c.watch(follower, 2, create_watch("k", 4));
+    c.run_for(Duration::from_millis(100));
+    let canceled = c.watch_responses(follower, 1);
+    assert!(canceled[0].created);
+    assert!(canceled.iter().any(|r| r.canceled && r.compact_revision == 4), "{canceled:?}");
+
+    ok_put(&mut c, leader, "k", "6"); // revision 7
+    c.run_for(Duration::from_millis(100));
+    let resumed = c.watch_responses(follower, 2);
+    assert!(resumed[0].created);
+    let events: Vec<(i64, String)> = resumed
+        .iter()
+        .flat_map(|r| &r.events)
+        .map(|e| {
+            let kv = e.kv.as_ref().unwrap();
+            (kv.mod_revision, String::from_utf8(kv.value.to_vec()).unwrap())
+        })
+        .collect();
+    assert_eq!(events, [(4, "3".into()), (5, "4".into()), (6, "5".into()), (7, "6".into())]);
+    let header = resumed.last().unwrap().header.as_ref().unwrap();
+    assert_eq!((header.member_id, header.revision), (follower, 7));
 }

@@ -256,6 +256,28 @@ impl Store {
         Ok(Applied { response, events: self.commit(batch) })
     }
 
+    /// Deletes those of `keys` that are live, all in one revision and with no op limit: how a
+    /// lease revoke removes its keys (etcd uses a raw write txn for it). Returns how many went.
+    pub fn delete_keys(&mut self, keys: &[Bytes]) -> Applied<i64> {
+        let mut batch = Batch::new(self.current_revision + 1);
+        let mut deleted = 0;
+        for key in keys {
+            let req = DeleteRangeRequest { key: key.clone(), ..Default::default() };
+            deleted += self.delete_in(&mut batch, &req).deleted;
+        }
+        Applied { response: deleted, events: self.commit(batch) }
+    }
+
+    /// Every live key attached to a lease, with its lease: what a lessor restored from an image
+    /// attaches.
+    pub fn live_leased_keys(&self) -> Vec<(Bytes, i64)> {
+        let current = self.current_revision;
+        self.keys
+            .iter()
+            .filter_map(|(k, h)| h.visible_at(current).filter(|v| v.lease != 0).map(|v| (k.clone(), v.lease)))
+            .collect()
+    }
+
     /// A txn: every compare, also those of nested txns, is evaluated against the store as it
     /// was before the txn; the chosen ops are checked (leases, keys for `ignore_*`, range
     /// revisions) before anything is written. All its writes share one revision.

@@ -6,6 +6,10 @@ use detcd_proto::etcdserverpb::{
     MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse, MoveLeaderRequest,
     MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
+use detcd_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 
 use crate::raft::{Entry, HardState, Message, Snapshot};
 use crate::Error;
@@ -40,6 +44,16 @@ pub enum Request {
     MemberList(MemberListRequest),
     /// Leader only (elsewhere `NotLeader`); answered once the target leads.
     MoveLeader(MoveLeaderRequest),
+    /// ID 0: this member picks one. Through raft.
+    LeaseGrant(LeaseGrantRequest),
+    /// Through raft; the lease's keys are deleted in one revision.
+    LeaseRevoke(LeaseRevokeRequest),
+    /// Leader only (elsewhere `NotLeader`: the driver forwards); no raft entry.
+    LeaseKeepAlive(LeaseKeepAliveRequest),
+    /// Leader only (elsewhere `NotLeader`): only the leader's lease clocks run.
+    LeaseTimeToLive(LeaseTimeToLiveRequest),
+    /// Local.
+    LeaseLeases(LeaseLeasesRequest),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +69,11 @@ pub enum Response {
     MemberPromote(MemberPromoteResponse),
     MemberList(MemberListResponse),
     MoveLeader(MoveLeaderResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    LeaseKeepAlive(LeaseKeepAliveResponse),
+    LeaseTimeToLive(LeaseTimeToLiveResponse),
+    LeaseLeases(LeaseLeasesResponse),
 }
 
 impl Response {
@@ -71,6 +90,11 @@ impl Response {
             Response::MemberPromote(r) => r.header.as_ref(),
             Response::MemberList(r) => r.header.as_ref(),
             Response::MoveLeader(r) => r.header.as_ref(),
+            Response::LeaseGrant(r) => r.header.as_ref(),
+            Response::LeaseRevoke(r) => r.header.as_ref(),
+            Response::LeaseKeepAlive(r) => r.header.as_ref(),
+            Response::LeaseTimeToLive(r) => r.header.as_ref(),
+            Response::LeaseLeases(r) => r.header.as_ref(),
         }
     }
 
@@ -87,6 +111,11 @@ impl Response {
             Response::MemberPromote(r) => &mut r.header,
             Response::MemberList(r) => &mut r.header,
             Response::MoveLeader(r) => &mut r.header,
+            Response::LeaseGrant(r) => &mut r.header,
+            Response::LeaseRevoke(r) => &mut r.header,
+            Response::LeaseKeepAlive(r) => &mut r.header,
+            Response::LeaseTimeToLive(r) => &mut r.header,
+            Response::LeaseLeases(r) => &mut r.header,
         }
     }
 

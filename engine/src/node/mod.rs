@@ -41,6 +41,10 @@ use detcd_proto::etcdserverpb::{
     request_op, Member, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,
     MemberUpdateResponse, MoveLeaderResponse, ResponseHeader, TxnRequest,
 };
+use detcd_proto::etcdserverpb::{
+    LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse, WatchRequest, WatchResponse,
+};
 use detcd_proto::internalpb::{internal_request, InternalRequest, MemberChange, StateImage};
 use prost::Message as _;
 use rand::rngs::StdRng;
@@ -50,10 +54,12 @@ pub use config::{Config, Recovered};
 pub use io::{Output, Persist, PersistToken, Request, RequestId, Response};
 use reads::{PendingRead, Reads};
 
+use crate::lease::{self, Lessor};
 use crate::membership::Membership;
-use crate::mvcc::{validate, NoLeases, Store};
+use crate::mvcc::{validate, Store};
 use crate::raft::{discard_logger, ConfChangeV2, Entry, EntryType, LogStore, Message, Snapshot, StateRole};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
+use crate::watch::{StreamId, WatchHub};
 use crate::{limits, Error};
 use ::raft::eraftpb::{ConfChangeSingle, ConfChangeType};
 
@@ -116,6 +122,10 @@ pub struct Node {
     transfer: Option<(RequestId, u64, Instant)>,
     /// Set once a conf change removing this member is applied: the driver should stop it.
     removed: bool,
+    lessor: Lessor,
+    watches: WatchHub,
+    /// When the primary lessor is next asked for expired leases and due checkpoints.
+    lease_check_at: Instant,
 }
 
 impl Node {
@@ -127,14 +137,19 @@ impl Node {
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let founders = Membership::founding(&config.initial_voters, &config.initial_members);
-        let empty_image = encode_image(&Store::new(), 1, config.cluster_id, &founders);
+        let empty_image = encode_image(&Store::new(), 1, config.cluster_id, &founders, &Lessor::new(1));
         let bootstrap = LogStore::bootstrap(config.initial_voters.clone(), empty_image);
         let snapshot = recovered.snapshot.filter(|s| s.get_metadata().index > 0);
         let log = LogStore::recover(bootstrap, recovered.hard_state, snapshot, recovered.entries)?;
         let base = log.latest_snapshot();
         let applied_index = base.get_metadata().index;
-        let (store, membership) =
-            if applied_index > 0 { decode_image(&base.data)? } else { (Store::new(), Membership::default()) };
+        let min_ttl_s = lease::min_ttl_s(config.election_ticks as u64, config.heartbeat_interval.as_millis() as u64);
+        let (store, membership, lessor) = if applied_index > 0 {
+            decode_image(&base.data, min_ttl_s)?
+        } else {
+            (Store::new(), Membership::default(), Lessor::new(min_ttl_s))
+        };
+        let watches = WatchHub::new(now, Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS_DEFAULT), &store);
         let raft_config = ::raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
@@ -176,6 +191,9 @@ impl Node {
             membership,
             transfer: None,
             removed: false,
+            lessor,
+            watches,
+            lease_check_at: now,
         };
         node.after_raft();
         node.drive();
@@ -237,6 +255,26 @@ impl Node {
             }
             live
         });
+        if self.lessor.is_primary() && now >= self.lease_check_at {
+            self.lease_check_at = now + Duration::from_millis(limits::LEASE_EXPIRY_CHECK_INTERVAL_MS);
+            for id in self.lessor.expired(now, limits::LEASE_EXPIRED_BATCH_MAX) {
+                self.propose_internal(internal_request::Request::LeaseRevoke(LeaseRevokeRequest { id }));
+            }
+            let checkpoints: Vec<LeaseCheckpoint> = self
+                .lessor
+                .checkpoints_due(now, limits::LEASE_CHECKPOINT_BATCH_MAX)
+                .into_iter()
+                .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+                .collect();
+            if !checkpoints.is_empty() {
+                self.propose_internal(internal_request::Request::LeaseCheckpoint(LeaseCheckpointRequest {
+                    checkpoints,
+                }));
+            }
+        }
+        if self.watches.next_deadline().is_some_and(|t| t <= now) {
+            self.watches.sync(now, &self.store);
+        }
         if self.transfer.is_some_and(|(_, _, deadline)| deadline <= now) {
             let (id, _, _) = self.transfer.take().expect("checked");
             failed.push((id, Error::Timeout));
@@ -257,7 +295,17 @@ impl Node {
     pub fn poll_timeout(&self) -> Instant {
         let writes = self.writes.values().map(|w| w.deadline).min();
         let reads = self.reads.next_deadline(self.config.read_index_retry);
-        [Some(self.next_tick), writes, reads].into_iter().flatten().min().expect("next_tick is always set")
+        let transfer = self.transfer.map(|(_, _, deadline)| deadline);
+        let leases = self
+            .lessor
+            .is_primary()
+            .then(|| self.lessor.next_deadline().map_or(Instant::NEVER, |t| t.max(self.lease_check_at)));
+        let watches = self.watches.next_deadline();
+        [Some(self.next_tick), writes, reads, transfer, leases, watches]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("next_tick is always set")
     }
 
     // ---- state ----------------------------------------------------------------------------
@@ -313,6 +361,46 @@ impl Node {
         self.membership.list()
     }
 
+    pub fn lessor(&self) -> &Lessor {
+        &self.lessor
+    }
+
+    // ---- watches: streams are the driver's; see `crate::watch` for the contract ------------
+
+    /// Hands a request of watch stream `stream` to the hub. Call only while
+    /// [`Node::watch_accepts`] holds for the stream; stop reading the stream otherwise.
+    pub fn watch_request(&mut self, now: Instant, stream: StreamId, request: &WatchRequest) {
+        self.advance_clock(now);
+        self.watches.handle_request(stream, request);
+    }
+
+    pub fn watch_accepts(&self, stream: StreamId) -> bool {
+        self.watches.accepts_requests(stream)
+    }
+
+    /// The watch RPC ended.
+    pub fn watch_close(&mut self, stream: StreamId) {
+        self.watches.close_stream(stream);
+    }
+
+    /// Streams with responses waiting.
+    pub fn watch_ready_streams(&self) -> Vec<StreamId> {
+        self.watches.ready_streams().collect()
+    }
+
+    /// The next response of `stream`, header filled; call when its client can take one.
+    pub fn watch_poll(&mut self, stream: StreamId) -> Option<WatchResponse> {
+        let mut response = self.watches.poll_response(stream)?;
+        let revision = response.header.as_ref().map_or(self.store.current_revision(), |h| h.revision);
+        response.header = Some(ResponseHeader {
+            cluster_id: self.config.cluster_id,
+            member_id: self.config.id,
+            revision,
+            raft_term: self.raw.raft.term,
+        });
+        Some(response)
+    }
+
     /// Whether this member was removed from the cluster (the driver should stop it).
     pub fn is_removed(&self) -> bool {
         self.removed
@@ -356,6 +444,11 @@ impl Node {
             Request::MemberPromote(r) => r.encoded_len(),
             Request::MemberList(r) => r.encoded_len(),
             Request::MoveLeader(r) => r.encoded_len(),
+            Request::LeaseGrant(r) => r.encoded_len(),
+            Request::LeaseRevoke(r) => r.encoded_len(),
+            Request::LeaseKeepAlive(r) => r.encoded_len(),
+            Request::LeaseTimeToLive(r) => r.encoded_len(),
+            Request::LeaseLeases(r) => r.encoded_len(),
         };
         if size > limits::MAX_REQUEST_BYTES {
             return Err(Error::RequestTooLarge);
@@ -393,6 +486,48 @@ impl Node {
             Request::MemberUpdate(u) => {
                 self.membership.check_update(u.id, &u.peer_ur_ls)?;
                 internal_request::Request::MemberUpdate(u)
+            }
+            Request::LeaseGrant(mut g) => {
+                if g.id == 0 {
+                    // Positive, like etcd's ids, and not in use here (the apply refuses a clash).
+                    g.id = loop {
+                        let candidate = (self.rng.gen::<u64>() >> 1) as i64;
+                        if candidate != 0 && !self.lessor.leases().contains(&candidate) {
+                            break candidate;
+                        }
+                    };
+                }
+                internal_request::Request::LeaseGrant(g)
+            }
+            Request::LeaseRevoke(r) => internal_request::Request::LeaseRevoke(r),
+            Request::LeaseKeepAlive(k) => {
+                if !self.lessor.is_primary() {
+                    return Err(Error::NotLeader);
+                }
+                let ttl = self.lessor.renew(k.id, self.now)?;
+                let response = LeaseKeepAliveResponse { header: None, id: k.id, ttl };
+                self.respond(id, Ok(Response::LeaseKeepAlive(response)));
+                return Ok(());
+            }
+            Request::LeaseTimeToLive(t) => {
+                if !self.lessor.is_primary() {
+                    return Err(Error::NotLeader);
+                }
+                let ttl = self.lessor.time_to_live(t.id, self.now).ok_or(Error::LeaseNotFound)?;
+                let response = LeaseTimeToLiveResponse {
+                    header: None,
+                    id: t.id,
+                    ttl: ttl.remaining_ttl_s,
+                    granted_ttl: ttl.granted_ttl_s,
+                    keys: if t.keys { ttl.keys } else { Vec::new() },
+                };
+                self.respond(id, Ok(Response::LeaseTimeToLive(response)));
+                return Ok(());
+            }
+            Request::LeaseLeases(_) => {
+                let leases = self.lessor.leases().into_iter().map(|id| LeaseStatus { id }).collect();
+                self.respond(id, Ok(Response::LeaseLeases(LeaseLeasesResponse { header: None, leases })));
+                return Ok(());
             }
             Request::MemberList(ref l) if l.linearizable => return self.enqueue_read(id, request),
             Request::MemberList(_) => {
@@ -453,6 +588,16 @@ impl Node {
             }
         };
         self.propose(id, internal)
+    }
+
+    /// Proposes a request of the member's own (a lease revoke or checkpoint), with no client
+    /// waiting; if it is lost, the lessor hands it out again later.
+    fn propose_internal(&mut self, request: internal_request::Request) {
+        self.proposal_seq += 1;
+        let proposal_id = self.proposal_id_base.wrapping_add(self.proposal_seq);
+        let data = InternalRequest { id: proposal_id, request: Some(request) }.encode_to_vec();
+        let _ = self.raw.propose(Vec::new(), data);
+        self.after_raft();
     }
 
     /// Proposes a membership change; the member's details travel in the change's context.
@@ -538,7 +683,7 @@ impl Node {
         let result = match &read.request {
             Request::Range(r) => self.store.range(r).map(Response::Range),
             // A txn without writes writes nothing: the store leaves its revision alone.
-            Request::Txn(t) => self.store.txn(t, &NoLeases).map(|a| Response::Txn(a.response)),
+            Request::Txn(t) => self.store.txn(t, &self.lessor).map(|a| Response::Txn(a.response)),
             Request::MemberList(_) => {
                 Ok(Response::MemberList(MemberListResponse { header: None, members: self.membership.list() }))
             }
@@ -582,6 +727,9 @@ impl Node {
                     self.respond(id, Ok(Response::MoveLeader(MoveLeaderResponse { header: None })));
                 }
             }
+        }
+        if self.lessor.is_primary() && !self.is_leader() {
+            self.lessor.demote();
         }
         if self.raw.store().take_fresh_snapshot_wanted() && self.applied_index > self.snapshot_index {
             self.take_snapshot();
@@ -723,13 +871,26 @@ impl Node {
         }
     }
 
-    /// One replicated request. Deterministic: every member computes the same result.
+    /// One replicated request. Deterministic: every member computes the same result (the
+    /// lessor's clocks, which differ, only matter on the leader and never change the result).
     fn apply_request(&mut self, request: Option<internal_request::Request>) -> Result<Response, Error> {
         use internal_request::Request as R;
         match request {
-            Some(R::Put(p)) => self.store.put(&p, &NoLeases).map(|a| Response::Put(a.response)),
-            Some(R::DeleteRange(d)) => self.store.delete_range(&d).map(|a| Response::DeleteRange(a.response)),
-            Some(R::Txn(t)) => self.store.txn(&t, &NoLeases).map(|a| Response::Txn(a.response)),
+            Some(R::Put(p)) => {
+                let applied = self.store.put(&p, &self.lessor)?;
+                self.after_write(&applied.events);
+                Ok(Response::Put(applied.response))
+            }
+            Some(R::DeleteRange(d)) => {
+                let applied = self.store.delete_range(&d)?;
+                self.after_write(&applied.events);
+                Ok(Response::DeleteRange(applied.response))
+            }
+            Some(R::Txn(t)) => {
+                let applied = self.store.txn(&t, &self.lessor)?;
+                self.after_write(&applied.events);
+                Ok(Response::Txn(applied.response))
+            }
             Some(R::Compaction(c)) => self.store.compact(&c).map(Response::Compact),
             Some(R::MemberUpdate(u)) => {
                 if self.membership.get(u.id).is_none() {
@@ -738,15 +899,55 @@ impl Node {
                 self.membership.update_peer_urls(u.id, u.peer_ur_ls);
                 Ok(Response::MemberUpdate(MemberUpdateResponse { header: None, members: self.membership.list() }))
             }
-            // Not yet served by this node; refused identically on every member.
-            Some(R::LeaseGrant(_) | R::LeaseRevoke(_) | R::LeaseCheckpoint(_) | R::Alarm(_)) | None => {
+            Some(R::LeaseGrant(g)) => {
+                let granted = self.lessor.grant(g.id, g.ttl, self.now)?;
+                Ok(Response::LeaseGrant(LeaseGrantResponse {
+                    header: None,
+                    id: granted.id,
+                    ttl: granted.ttl_s,
+                    error: String::new(),
+                }))
+            }
+            Some(R::LeaseRevoke(r)) => {
+                let keys = self.lessor.revoke(r.id)?;
+                let applied = self.store.delete_keys(&keys);
+                self.after_write(&applied.events);
+                Ok(Response::LeaseRevoke(LeaseRevokeResponse { header: None }))
+            }
+            Some(R::LeaseCheckpoint(c)) => {
+                for checkpoint in c.checkpoints {
+                    self.lessor.checkpoint(checkpoint.id, checkpoint.remaining_ttl);
+                }
+                // Proposed by the member itself: no client waits for this answer.
                 Err(Error::NotCapable)
             }
+            // Alarms are not served yet; refused identically on every member.
+            Some(R::Alarm(_)) | None => Err(Error::NotCapable),
         }
+    }
+
+    /// Every store write's events go to the lessor (key attachments) and to the watchers.
+    fn after_write(&mut self, events: &[detcd_proto::mvccpb::Event]) {
+        if events.is_empty() {
+            return;
+        }
+        self.lessor.apply_events(events);
+        self.watches.notify(events, self.store.current_revision());
     }
 
     /// After entries were applied: serve the reads they unblocked, take a snapshot if due.
     fn after_apply(&mut self) {
+        // A new leader starts its lease clocks once it has applied an entry of its own term:
+        // from then on its view of the leases is complete. Every lease gets its remaining TTL
+        // plus an election timeout, so an election never expires leases en masse.
+        if self.is_leader() && !self.lessor.is_primary() {
+            let applied_term = self.raw.store().term_of(self.applied_index);
+            if applied_term == Some(self.term()) {
+                let election_timeout = self.config.heartbeat_interval * self.config.election_ticks as u32;
+                self.lessor.promote(self.now, election_timeout);
+                self.lease_check_at = self.now;
+            }
+        }
         for read in self.reads.take_servable(self.applied_index) {
             self.serve_read(read);
         }
@@ -760,7 +961,8 @@ impl Node {
         let log = self.raw.store();
         let term = log.term_of(index).expect("the applied entry is in the log");
         let mut snapshot = Snapshot::default();
-        snapshot.data = Bytes::from(encode_image(&self.store, index, self.config.cluster_id, &self.membership));
+        snapshot.data =
+            Bytes::from(encode_image(&self.store, index, self.config.cluster_id, &self.membership, &self.lessor));
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term;
@@ -774,8 +976,9 @@ impl Node {
     fn install_snapshot(&mut self, snapshot: &Snapshot) {
         let index = snapshot.get_metadata().index;
         assert!(index >= self.applied_index, "snapshot {index} behind applied {}", self.applied_index);
-        (self.store, self.membership) =
-            decode_image(&snapshot.data).unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
+        (self.store, self.membership, self.lessor) = decode_image(&snapshot.data, self.lessor.min_ttl_s())
+            .unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
+        self.watches.restored(&self.store);
         self.applied_index = index;
         self.snapshot_index = index;
     }
@@ -790,21 +993,28 @@ fn txn_is_read_only(t: &TxnRequest) -> bool {
     })
 }
 
-fn encode_image(store: &Store, applied_index: u64, cluster_id: u64, membership: &Membership) -> Vec<u8> {
+fn encode_image(
+    store: &Store,
+    applied_index: u64,
+    cluster_id: u64,
+    membership: &Membership,
+    lessor: &Lessor,
+) -> Vec<u8> {
     StateImage {
         applied_index,
         current_revision: store.current_revision(),
         compact_revision: store.compact_revision(),
         keys: store.to_key_images(),
-        leases: Vec::new(),
+        leases: lessor.to_images(),
         members: membership.list(),
         cluster_id,
     }
     .encode_to_vec()
 }
 
-fn decode_image(data: &[u8]) -> Result<(Store, Membership), String> {
+fn decode_image(data: &[u8], min_ttl_s: i64) -> Result<(Store, Membership, Lessor), String> {
     let image = StateImage::decode(data).map_err(|e| format!("state image does not decode: {e}"))?;
     let store = Store::from_key_images(image.current_revision, image.compact_revision, image.keys)?;
-    Ok((store, Membership::from_list(image.members)))
+    let lessor = Lessor::restore(&image.leases, store.live_leased_keys(), min_ttl_s);
+    Ok((store, Membership::from_list(image.members), lessor))
 }
