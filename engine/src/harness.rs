@@ -274,6 +274,20 @@ impl Cluster {
         }
     }
 
+    /// Takes every answer member `id` has given so far (for clients that pipeline).
+    pub fn take_responses(&mut self, id: u64) -> Vec<(RequestId, Result<Response, Error>)> {
+        self.members.get_mut(&id).map_or_else(Vec::new, |m| std::mem::take(&mut m.responses).into_iter().collect())
+    }
+
+    pub fn has_responses(&self, id: u64) -> bool {
+        self.members.get(&id).is_some_and(|m| !m.responses.is_empty())
+    }
+
+    /// Member `id`'s disk.
+    pub fn disk(&self, id: u64) -> &Disk {
+        &self.members[&id].disk
+    }
+
     /// Requests and waits up to twice the request timeout.
     pub fn call(&mut self, id: u64, request: Request) -> Option<Result<Response, Error>> {
         let max = self.configs[&id].request_timeout * 2;
