@@ -72,6 +72,8 @@ mod file;
 mod snap;
 mod wal;
 
+#[cfg(test)]
+mod tests;
 
 pub use error::{DiskError, FileKind};
 pub use file::FileStorage;
