@@ -113,6 +113,21 @@ pub const WATCH_STREAM_CONTROL_RESPONSES_MAX: usize = 16;
 /// revisions (`watchBatchMaxRevs` = 1000); counting events bounds its memory.
 pub const WATCH_SYNC_RESPONSE_EVENTS_MAX: usize = 1000;
 
+// ---- disk ----
+
+/// A WAL segment is closed and a new one started before it would grow past this (etcd's
+/// `SegmentSizeBytes`: 64 MiB). A single record larger than what is left still goes into a
+/// segment of its own.
+pub const WAL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Largest WAL record, type byte and payload (etcd's `maxWALEntrySizeLimit`: 10 MiB). Larger
+/// writes are refused; on reading, a larger declared length is corruption, not a torn tail, so a
+/// flipped high bit in a length field cannot make recovery drop the rest of a segment.
+pub const WAL_RECORD_BYTES_MAX: usize = 10 * 1024 * 1024;
+
+/// Snapshot files kept on disk; older ones are deleted (etcd's `--max-snapshots` default: 5).
+pub const SNAPSHOT_FILES_KEPT: usize = 5;
+
 #[cfg(test)]
 mod tests {
     use super::*;

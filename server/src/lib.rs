@@ -15,5 +15,7 @@
 //!
 //! None of this is built yet (see the project's issues); the binary says so and exits.
 
+pub mod disk;
+
 /// The version printed by `detcd --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
