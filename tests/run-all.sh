@@ -10,8 +10,20 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "tools: etcdctl 3.4 for the end-to-end tests (Debian's etcd-client)"
+if ! command -v etcdctl >/dev/null 2>&1; then
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get update -qq
+  $as_root apt-get install -y -qq etcd-client
+fi
+ETCDCTL_API=3 etcdctl version | head -1
+
 step "format check"
 cargo fmt --all -- --check
+
+step "build the detcd binary the end-to-end tests run"
+cargo build --locked -p detcd-server --bin detcd
 
 step "unit, scenario and property tests (normal world)"
 cargo test --workspace --locked

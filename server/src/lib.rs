@@ -1,21 +1,176 @@
 //! # detcd-server
 //!
-//! The program people run. This crate will hold:
-//!
-//! - the **driver**: one async event loop, written against tokio's API, that feeds
-//!   `detcd_engine::Node` its inputs (client requests, peer messages, timeouts, persistence
-//!   completions) and carries out its outputs. Built with `RUSTFLAGS="--cfg madsim"` the same
-//!   source runs on madsim inside `detcd-sim`;
-//! - the **seams** injected into the driver: clock (OS monotonic clock in production) and disk
-//!   (CRC-framed WAL segments with group commit, atomically written snapshot files);
-//! - the etcd v3 **gRPC services** (KV, Watch, Lease, Cluster, Maintenance), as thin as etcd's
-//!   `v3rpc` handlers: validate, call the core, fill the response header;
-//! - the **peer transport** (raft messages as bytes, snapshots in chunks);
-//! - the binary `detcd`, with etcd's flags and `ETCD_*` environment variables.
-//!
-//! None of this is built yet (see the project's issues); the binary says so and exits.
+//! The program people run: the [`driver`] that feeds the sans-IO `detcd_engine::node::Node`
+//! and carries out its outputs, the seams injected into it ([`clock`], [`disk`]), etcd's gRPC
+//! services ([`grpc`]), the [`peer`] transport, and the `detcd` binary's [`config`]. The same
+//! source builds for tokio and, with `RUSTFLAGS="--cfg madsim"`, for the simulator.
 
+pub mod clock;
+pub mod config;
 pub mod disk;
+pub mod driver;
+pub mod grpc;
+pub mod peer;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+
+use detcd_engine::limits;
+use detcd_engine::node::{Config as NodeConfig, Node};
+use detcd_engine::time::Duration;
+use detcd_proto::etcdserverpb::cluster_server::ClusterServer;
+use detcd_proto::etcdserverpb::kv_server::KvServer;
+use detcd_proto::etcdserverpb::lease_server::LeaseServer;
+use detcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use detcd_proto::etcdserverpb::watch_server::WatchServer;
+use detcd_proto::etcdserverpb::Member;
+use detcd_proto::peerpb::peer_server::PeerServer;
+
+use crate::clock::Clock;
+use crate::config::{socket_addr, ServerConfig};
+use crate::disk::Storage;
+use crate::driver::{Driver, Handle};
+
+/// How long a clean shutdown waits for calls in flight.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The version printed by `detcd --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The engine's configuration for this member, from the flags.
+/// `founding`: this member is one of the founders of the cluster (its log starts from the
+/// shared bootstrap snapshot); otherwise it joins an existing cluster and starts empty.
+pub fn node_config(config: &ServerConfig, founding: bool) -> Result<NodeConfig, String> {
+    let ids = config.member_ids();
+    let id = ids[&config.name];
+    let voters: Vec<u64> = if founding { ids.values().copied().collect() } else { Vec::new() };
+    let mut node = NodeConfig::new(id, voters);
+    node.cluster_id = config.cluster_id();
+    node.initial_members = config
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| Member {
+            id: ids[name],
+            name: name.clone(),
+            peer_ur_ls: urls.clone(),
+            client_ur_ls: if *name == config.name { config.advertise_client_urls.clone() } else { Vec::new() },
+            is_learner: false,
+        })
+        .collect();
+    node.heartbeat_interval = Duration::from_millis(config.heartbeat_interval_ms);
+    node.election_ticks = (config.election_timeout_ms / config.heartbeat_interval_ms) as usize;
+    node.snapshot_count = config.snapshot_count.max(1);
+    node.max_request_bytes = config.max_request_bytes;
+    node.request_timeout = Duration::from_secs(5) + Duration::from_millis(2 * config.election_timeout_ms);
+    Ok(node)
+}
+
+/// Runs a member until `shutdown` completes or the driver stops (disk failure, removal).
+pub async fn serve<S: Storage + 'static>(
+    config: ServerConfig,
+    mut storage: S,
+    seed: u64,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let recovered = storage.load().map_err(|e| e.to_string())?;
+    // A founding member's log starts after the bootstrap snapshot every founder shares (which
+    // is rebuilt from the initial cluster, not stored): entries from index 2 and no snapshot
+    // mean this member founded the cluster, whatever --initial-cluster-state says now.
+    let founder_data = recovered.snapshot.is_none() && recovered.entries.first().is_some_and(|e| e.index == 2);
+    let founding = founder_data || config.initial_cluster_state_new;
+    let node_config = node_config(&config, founding)?;
+    let member_id = node_config.id;
+    let cluster_id = node_config.cluster_id;
+    let peer_urls: BTreeMap<u64, Vec<String>> = node_config
+        .initial_members
+        .iter()
+        .filter(|m| m.id != member_id)
+        .map(|m| (m.id, m.peer_ur_ls.clone()))
+        .collect();
+    let clock = Clock::start();
+    let node = Node::new(node_config, recovered, seed, clock.now())?;
+    let outbox = peer::PeerOutbox::new(member_id, cluster_id, peer_urls);
+    let (driver, handle) = Driver::new(node, storage, Box::new(outbox), clock);
+    tracing::info!(name = %config.name, member = format!("{member_id:x}"), cluster = format!("{cluster_id:x}"),
+        data_dir = %config.data_dir.display(), "starting detcd member");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for url in &config.listen_client_urls {
+        let addr = socket_addr(url)?;
+        servers.push(tokio::spawn(client_server(handle.clone(), addr, config.max_request_bytes, stop_rx.clone())));
+        tracing::info!(%url, "serving client requests");
+    }
+    for url in &config.listen_peer_urls {
+        let addr = socket_addr(url)?;
+        let service = peer::PeerService { handle: handle.clone(), cluster_id, member_id };
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(PeerServer::new(service).max_decoding_message_size(peer::PEER_MESSAGE_BYTES_MAX))
+                .serve_with_shutdown(addr, async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+                .map_err(|e| format!("peer server on {addr}: {e}"))
+        }));
+        tracing::info!(%url, "serving peers");
+    }
+    drop(handle);
+    let driver = tokio::spawn(driver.run());
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down"),
+        result = driver => {
+            let _ = stop_tx.send(true);
+            return match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(format!("driver failed: {e}")),
+            };
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Servers finish the calls in flight; peers' streams never end by themselves, so the wait
+    // is bounded. Everything acknowledged is already on disk: nothing is lost by not waiting.
+    let drain = async {
+        for server in servers {
+            if let Ok(Err(e)) = server.await {
+                tracing::warn!("{e}");
+            }
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::info!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+    }
+    Ok(())
+}
+
+async fn client_server(
+    handle: Handle,
+    addr: std::net::SocketAddr,
+    max_request_bytes: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    // gRPC receives a little more than the request limit so that an oversized request still
+    // decodes and gets etcd's own "request is too large".
+    let receive_max = max_request_bytes + limits::GRPC_OVERHEAD_BYTES;
+    tonic::transport::Server::builder()
+        .add_service(KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max))
+        .add_service(
+            WatchServer::new(grpc::WatchService { handle: handle.clone(), next_stream: AtomicU64::new(1) })
+                .max_decoding_message_size(receive_max),
+        )
+        .add_service(
+            LeaseServer::new(grpc::LeaseService { handle: handle.clone() }).max_decoding_message_size(receive_max),
+        )
+        .add_service(
+            ClusterServer::new(grpc::ClusterService { handle: handle.clone() }).max_decoding_message_size(receive_max),
+        )
+        .add_service(MaintenanceServer::new(grpc::MaintenanceService { handle }).max_decoding_message_size(receive_max))
+        .serve_with_shutdown(addr, async move {
+            let _ = stop.changed().await;
+        })
+        .await
+        .map_err(|e| format!("client server on {addr}: {e}"))
+}

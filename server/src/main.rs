@@ -1,28 +1,74 @@
-//! `detcd`: an etcd v3–compatible key-value server.
-//!
-//! The server (driver, disk, gRPC services) is not built yet. Until it is, the binary answers
-//! `--version` and `--help`, and otherwise says plainly that it cannot serve, exiting with
-//! status 2, rather than pretending to be a server.
+//! `detcd`: an etcd v3–compatible key-value server. Flags and `ETCD_*` variables as etcd's;
+//! `detcd --help` lists them.
 
 use std::process::ExitCode;
+
+use detcd_server::config::{usage, ServerConfig};
+use detcd_server::disk::FileStorage;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--version" || a == "-version") {
-        println!("detcd Version: {}", detcd_server::VERSION);
+        println!("detcd Version: {}\nAPI Version: {}", detcd_server::VERSION, detcd_server::grpc::ETCD_API_VERSION);
         return ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "usage: detcd [flags]\n\ndetcd will accept etcd's flags (--name, --data-dir, --listen-client-urls, ...)."
-        );
-        println!("Today only the MVCC state machine exists (crate detcd-engine); the server does not.");
+        print!("{}", usage());
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "detcd {}: the server is not built yet — only the MVCC key-value state machine exists \
-         (run `cargo bench -p detcd-engine` to exercise it). See README.md, section \"Status\".",
-        detcd_server::VERSION
-    );
-    ExitCode::from(2)
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("ETCD_")).collect();
+    let config = match ServerConfig::parse(&args, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("detcd: {e}\n\n{}", usage());
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("detcd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let storage = FileStorage::open(&config.data_dir).map_err(|e| e.to_string())?;
+        // Production needs no replay: the seed only has to differ between members and runs.
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+                ^ (std::process::id() as u64).rotate_left(32);
+        detcd_server::serve(config, storage, seed, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("detcd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(not(madsim))]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(madsim)]
+    std::future::pending::<()>().await
 }

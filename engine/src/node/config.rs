@@ -32,6 +32,8 @@ pub struct Config {
     pub max_size_per_msg_bytes: u64,
     /// Append messages in flight to one follower.
     pub max_inflight_msgs: usize,
+    /// Largest client request accepted (etcd's `--max-request-bytes`).
+    pub max_request_bytes: usize,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             read_index_retry: Duration::from_millis(500),
             max_size_per_msg_bytes: limits::RAFT_MAX_SIZE_PER_MSG_BYTES,
             max_inflight_msgs: limits::RAFT_MAX_INFLIGHT_MSGS,
+            max_request_bytes: limits::MAX_REQUEST_BYTES,
         }
     }
 }

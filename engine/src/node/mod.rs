@@ -314,6 +314,10 @@ impl Node {
         self.config.id
     }
 
+    pub fn cluster_id(&self) -> u64 {
+        self.config.cluster_id
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -450,7 +454,7 @@ impl Node {
             Request::LeaseTimeToLive(r) => r.encoded_len(),
             Request::LeaseLeases(r) => r.encoded_len(),
         };
-        if size > limits::MAX_REQUEST_BYTES {
+        if size > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
         if self.pending_requests() >= limits::PENDING_REQUESTS_MAX {

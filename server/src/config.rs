@@ -1,0 +1,228 @@
+//! The member's configuration from etcd's flags and `ETCD_*` environment variables.
+//!
+//! A flag is `--name value` or `--name=value`; the environment variable is `ETCD_` and the flag
+//! name in capitals with dashes as underscores (`--data-dir` ↔ `ETCD_DATA_DIR`). A flag given on
+//! the command line wins over the environment, as in etcd. Unknown flags are refused.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use detcd_engine::limits;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// name → peer URLs.
+    pub initial_cluster: BTreeMap<String, Vec<String>>,
+    pub initial_cluster_state_new: bool,
+    pub initial_cluster_token: String,
+    pub snapshot_count: u64,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub quota_backend_bytes: u64,
+    pub max_request_bytes: usize,
+    pub log_level: String,
+}
+
+/// (flag, what it sets, default), in `--help` order.
+const FLAGS: &[(&str, &str, &str)] = &[
+    ("name", "human-readable name of this member", "default"),
+    ("data-dir", "path to the data directory", "${name}.detcd"),
+    ("listen-client-urls", "URLs to listen on for client traffic", "http://127.0.0.1:2379"),
+    ("advertise-client-urls", "client URLs advertised to the cluster", "http://127.0.0.1:2379"),
+    ("listen-peer-urls", "URLs to listen on for peer traffic", "http://127.0.0.1:2380"),
+    ("initial-advertise-peer-urls", "this member's peer URLs advertised to the cluster", "http://127.0.0.1:2380"),
+    ("initial-cluster", "initial cluster: name=peerURL,...", "${name}=http://127.0.0.1:2380"),
+    ("initial-cluster-state", "new (bootstrap a cluster) or existing (join one)", "new"),
+    ("initial-cluster-token", "token that tells clusters apart during bootstrap", "etcd-cluster"),
+    ("snapshot-count", "applied entries between snapshots", "10000"),
+    ("heartbeat-interval", "time of a heartbeat interval, in ms", "100"),
+    ("election-timeout", "time of an election timeout, in ms", "1000"),
+    ("quota-backend-bytes", "raise an alarm when the store exceeds this size", "2147483648"),
+    ("max-request-bytes", "largest client request accepted, in bytes", "1572864"),
+    ("log-level", "debug, info, warn or error", "info"),
+];
+
+pub fn usage() -> String {
+    let mut out = String::from("usage: detcd [flags]\n\nflags (each also as ETCD_<FLAG> in the environment):\n");
+    for (flag, what, default) in FLAGS {
+        out.push_str(&format!("  --{flag:<30} {what} (default \"{default}\")\n"));
+    }
+    out
+}
+
+impl ServerConfig {
+    /// Parses flags (without the program name) and the environment given as pairs.
+    pub fn parse(args: &[String], env: &[(String, String)]) -> Result<ServerConfig, String> {
+        let mut values: BTreeMap<&str, String> = BTreeMap::new();
+        for (flag, _, _) in FLAGS {
+            let var = format!("ETCD_{}", flag.to_uppercase().replace('-', "_"));
+            if let Some((_, v)) = env.iter().find(|(k, _)| *k == var) {
+                values.insert(flag, v.clone());
+            }
+        }
+        let mut i = 0;
+        while i < args.len() {
+            let arg = &args[i];
+            let Some(stripped) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+                return Err(format!("unexpected argument {arg:?}"));
+            };
+            let (name, value) = match stripped.split_once('=') {
+                Some((n, v)) => (n, v.to_string()),
+                None => {
+                    i += 1;
+                    let v = args.get(i).ok_or_else(|| format!("flag --{stripped} needs a value"))?;
+                    (stripped, v.clone())
+                }
+            };
+            let flag = FLAGS.iter().find(|(f, _, _)| *f == name).ok_or_else(|| format!("unknown flag --{name}"))?;
+            values.insert(flag.0, value);
+            i += 1;
+        }
+        let get = |flag: &str| -> String {
+            values.get(flag).cloned().unwrap_or_else(|| {
+                FLAGS.iter().find(|(f, _, _)| *f == flag).map(|(_, _, d)| d.to_string()).expect("known flag")
+            })
+        };
+        let name = get("name");
+        let urls = |flag: &str| -> Result<Vec<String>, String> {
+            let list: Vec<String> =
+                get(flag).split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+            for u in &list {
+                socket_addr(u).map_err(|e| format!("--{flag}: {e}"))?;
+            }
+            Ok(list)
+        };
+        let number = |flag: &str| -> Result<u64, String> {
+            get(flag).parse::<u64>().map_err(|_| format!("--{flag}: not a number: {:?}", get(flag)))
+        };
+        let mut initial_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for part in get("initial-cluster").replace("${name}", &name).split(',').filter(|p| !p.is_empty()) {
+            let (member, url) =
+                part.split_once('=').ok_or_else(|| format!("--initial-cluster: expected name=URL, got {part:?}"))?;
+            socket_addr(url).map_err(|e| format!("--initial-cluster: {e}"))?;
+            initial_cluster.entry(member.to_string()).or_default().push(url.to_string());
+        }
+        let state = get("initial-cluster-state");
+        let initial_cluster_state_new = match state.as_str() {
+            "new" => true,
+            "existing" => false,
+            other => return Err(format!("--initial-cluster-state: expected new or existing, got {other:?}")),
+        };
+        let config = ServerConfig {
+            data_dir: PathBuf::from(get("data-dir").replace("${name}", &name)),
+            listen_client_urls: urls("listen-client-urls")?,
+            advertise_client_urls: urls("advertise-client-urls")?,
+            listen_peer_urls: urls("listen-peer-urls")?,
+            initial_advertise_peer_urls: urls("initial-advertise-peer-urls")?,
+            initial_cluster,
+            initial_cluster_state_new,
+            initial_cluster_token: get("initial-cluster-token"),
+            snapshot_count: number("snapshot-count")?,
+            heartbeat_interval_ms: number("heartbeat-interval")?,
+            election_timeout_ms: number("election-timeout")?,
+            quota_backend_bytes: number("quota-backend-bytes")?,
+            max_request_bytes: number("max-request-bytes")? as usize,
+            log_level: get("log-level"),
+            name,
+        };
+        if config.heartbeat_interval_ms == 0 || config.election_timeout_ms < 5 * config.heartbeat_interval_ms {
+            return Err("--election-timeout must be at least 5 times --heartbeat-interval".into());
+        }
+        if config.max_request_bytes > limits::MAX_GRPC_RECEIVE_BYTES * 64 {
+            return Err("--max-request-bytes is unreasonably large".into());
+        }
+        if !config.initial_cluster.contains_key(&config.name) {
+            return Err(format!("--initial-cluster has no member named {:?} (--name)", config.name));
+        }
+        Ok(config)
+    }
+
+    /// Member ids, as every member computes them alike: a hash of the member's peer URLs and
+    /// the cluster token (etcd hashes the same inputs, with SHA-1).
+    pub fn member_ids(&self) -> BTreeMap<String, u64> {
+        self.initial_cluster
+            .iter()
+            .map(|(name, urls)| (name.clone(), member_id(urls, &self.initial_cluster_token)))
+            .collect()
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        let mut ids: Vec<u64> = self.member_ids().into_values().collect();
+        ids.sort_unstable();
+        fnv(ids.iter().flat_map(|id| id.to_be_bytes()).chain(self.initial_cluster_token.bytes())).max(1)
+    }
+}
+
+pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    fnv(urls.join(",").bytes().chain(std::iter::once(b'|')).chain(token.bytes())).max(1)
+}
+
+fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The socket address of `http://host:port` (also https; `localhost` means 127.0.0.1).
+pub fn socket_addr(url: &str) -> Result<SocketAddr, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("URL {url:?} must start with http:// or https://"))?;
+    let host_port = rest.trim_end_matches('/');
+    let host_port = host_port.replacen("localhost:", "127.0.0.1:", 1);
+    host_port.parse::<SocketAddr>().map_err(|_| format!("URL {url:?} is not http://IP:port"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_make_a_single_member_on_loopback() {
+        let c = ServerConfig::parse(&[], &[]).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.detcd"));
+        assert_eq!(c.listen_client_urls, vec!["http://127.0.0.1:2379".to_string()]);
+        assert_eq!(c.initial_cluster.len(), 1);
+        assert!(c.initial_cluster_state_new);
+    }
+
+    #[test]
+    fn flags_win_over_the_environment() {
+        let env = vec![("ETCD_NAME".to_string(), "from-env".to_string()), ("ETCD_SNAPSHOT_COUNT".into(), "7".into())];
+        let c = ServerConfig::parse(
+            &args("--name=n1 --initial-cluster n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2480"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!((c.name.as_str(), c.snapshot_count), ("n1", 7));
+        assert_eq!(c.member_ids().len(), 2);
+        assert_ne!(c.member_ids()["n1"], c.member_ids()["n2"]);
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_a_reason() {
+        for bad in [
+            "--nope 1",
+            "--snapshot-count x",
+            "--initial-cluster-state maybe",
+            "--listen-client-urls 127.0.0.1:2379",
+            "--name other --initial-cluster m1=http://127.0.0.1:2380",
+            "--heartbeat-interval 100 --election-timeout 200",
+        ] {
+            assert!(ServerConfig::parse(&args(bad), &[]).is_err(), "{bad}");
+        }
+    }
+}

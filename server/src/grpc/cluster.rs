@@ -1,0 +1,58 @@
+use detcd_engine::node::{Request, Response};
+use detcd_proto::etcdserverpb::cluster_server::Cluster;
+use detcd_proto::etcdserverpb::{
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+};
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+use super::{status, unexpected};
+use crate::driver::Handle;
+
+pub struct ClusterService {
+    pub handle: Handle,
+}
+
+macro_rules! call {
+    ($self:ident, $req:ident, $variant:ident) => {{
+        match $self.handle.call(Request::$variant($req.into_inner())).await.map_err(status)? {
+            Response::$variant(r) => Ok(GrpcResponse::new(r)),
+            other => Err(unexpected(&other)),
+        }
+    }};
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_add(&self, req: GrpcRequest<MemberAddRequest>) -> Result<GrpcResponse<MemberAddResponse>, Status> {
+        call!(self, req, MemberAdd)
+    }
+
+    async fn member_remove(
+        &self,
+        req: GrpcRequest<MemberRemoveRequest>,
+    ) -> Result<GrpcResponse<MemberRemoveResponse>, Status> {
+        call!(self, req, MemberRemove)
+    }
+
+    async fn member_update(
+        &self,
+        req: GrpcRequest<MemberUpdateRequest>,
+    ) -> Result<GrpcResponse<MemberUpdateResponse>, Status> {
+        call!(self, req, MemberUpdate)
+    }
+
+    async fn member_list(
+        &self,
+        req: GrpcRequest<MemberListRequest>,
+    ) -> Result<GrpcResponse<MemberListResponse>, Status> {
+        call!(self, req, MemberList)
+    }
+
+    async fn member_promote(
+        &self,
+        req: GrpcRequest<MemberPromoteRequest>,
+    ) -> Result<GrpcResponse<MemberPromoteResponse>, Status> {
+        call!(self, req, MemberPromote)
+    }
+}

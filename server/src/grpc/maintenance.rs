@@ -1,0 +1,106 @@
+use detcd_engine::node::{Request, Response};
+use detcd_engine::Error;
+use detcd_proto::etcdserverpb::maintenance_server::Maintenance;
+use detcd_proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    ResponseHeader, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+use super::{status, unexpected, ChannelStream};
+use crate::driver::{Handle, MemberStatus};
+
+/// The etcd version detcd reports: the API it implements.
+pub const ETCD_VERSION: &str = "3.5.0";
+
+/// The API version `--version` prints.
+pub const ETCD_API_VERSION: &str = "3.5";
+
+pub struct MaintenanceService {
+    pub handle: Handle,
+}
+
+pub fn header(s: &MemberStatus) -> ResponseHeader {
+    ResponseHeader { cluster_id: s.cluster_id, member_id: s.member_id, revision: s.revision, raft_term: s.term }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: GrpcRequest<AlarmRequest>) -> Result<GrpcResponse<AlarmResponse>, Status> {
+        // No alarm is ever raised yet (quotas come later): listing gives none, and there is
+        // nothing to disarm. Raising an alarm by hand is not supported.
+        match req.get_ref().action() {
+            AlarmAction::Get | AlarmAction::Deactivate => {
+                let s = self.handle.status().await.map_err(status)?;
+                Ok(GrpcResponse::new(AlarmResponse { header: Some(header(&s)), alarms: vec![] }))
+            }
+            AlarmAction::Activate => Err(Status::unimplemented("detcd: raising alarms is not supported yet")),
+        }
+    }
+
+    async fn status(&self, _req: GrpcRequest<StatusRequest>) -> Result<GrpcResponse<StatusResponse>, Status> {
+        let s = self.handle.status().await.map_err(status)?;
+        Ok(GrpcResponse::new(StatusResponse {
+            header: Some(header(&s)),
+            version: ETCD_VERSION.into(),
+            db_size: 0,
+            leader: s.leader_id,
+            raft_index: s.commit_index,
+            raft_term: s.term,
+            raft_applied_index: s.applied_index,
+            errors: vec![],
+            db_size_in_use: 0,
+            is_learner: s.is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: GrpcRequest<DefragmentRequest>,
+    ) -> Result<GrpcResponse<DefragmentResponse>, Status> {
+        // The store lives in memory and holds no free pages: there is nothing to defragment.
+        let s = self.handle.status().await.map_err(status)?;
+        Ok(GrpcResponse::new(DefragmentResponse { header: Some(header(&s)) }))
+    }
+
+    async fn hash(&self, _req: GrpcRequest<HashRequest>) -> Result<GrpcResponse<HashResponse>, Status> {
+        let s = self.handle.status().await.map_err(status)?;
+        Ok(GrpcResponse::new(HashResponse { header: Some(header(&s)), hash: s.hash }))
+    }
+
+    async fn hash_kv(&self, req: GrpcRequest<HashKvRequest>) -> Result<GrpcResponse<HashKvResponse>, Status> {
+        let s = self.handle.status().await.map_err(status)?;
+        if req.get_ref().revision != 0 && req.get_ref().revision != s.revision {
+            // Hashes at past revisions need the store itself; only the current one is served.
+            return Err(Status::unimplemented("detcd: HashKV at a past revision is not supported yet"));
+        }
+        Ok(GrpcResponse::new(HashKvResponse {
+            header: Some(header(&s)),
+            hash: s.hash,
+            compact_revision: s.compact_revision,
+        }))
+    }
+
+    type SnapshotStream = ChannelStream<SnapshotResponse>;
+
+    async fn snapshot(&self, _req: GrpcRequest<SnapshotRequest>) -> Result<GrpcResponse<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented("detcd: Snapshot is not supported yet"))
+    }
+
+    async fn move_leader(
+        &self,
+        req: GrpcRequest<MoveLeaderRequest>,
+    ) -> Result<GrpcResponse<MoveLeaderResponse>, Status> {
+        match self.handle.call(Request::MoveLeader(req.into_inner())).await {
+            Ok(Response::MoveLeader(r)) => Ok(GrpcResponse::new(r)),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e @ Error::NotLeader) => Err(status(e)),
+            Err(e) => Err(status(e)),
+        }
+    }
+
+    async fn downgrade(&self, _req: GrpcRequest<DowngradeRequest>) -> Result<GrpcResponse<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("detcd: Downgrade is not supported"))
+    }
+}

@@ -1,0 +1,51 @@
+//! etcd's gRPC services, as thin as etcd's `v3rpc`: check, hand the request to the driver, map
+//! errors to etcd's status codes and exact messages. The node fills response headers.
+
+mod cluster;
+mod kv;
+mod lease;
+mod maintenance;
+mod watch;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use detcd_engine::node::Response;
+use detcd_engine::Error;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+pub use cluster::ClusterService;
+pub use kv::KvService;
+pub use lease::LeaseService;
+pub use maintenance::{MaintenanceService, ETCD_API_VERSION};
+pub use watch::WatchService;
+
+/// etcd's error as a gRPC status: same code, same message (clients parse the message).
+pub fn status(e: Error) -> Status {
+    Status::new(tonic::Code::from_i32(e.code() as i32), e.message())
+}
+
+/// The status of an answer of the wrong kind: a bug in the driver, never a client's doing.
+fn unexpected(response: &Response) -> Status {
+    Status::internal(format!("detcd: unexpected response {response:?}"))
+}
+
+/// A response stream fed by a channel.
+pub struct ChannelStream<T> {
+    rx: mpsc::Receiver<Result<T, Status>>,
+}
+
+impl<T> ChannelStream<T> {
+    pub fn new(rx: mpsc::Receiver<Result<T, Status>>) -> ChannelStream<T> {
+        ChannelStream { rx }
+    }
+}
+
+impl<T> tonic::codegen::tokio_stream::Stream for ChannelStream<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
