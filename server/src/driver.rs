@@ -50,12 +50,29 @@ pub struct MemberStatus {
 }
 
 pub enum Command {
-    Request { request: Request, reply: oneshot::Sender<Result<Response, Error>> },
-    WatchOpen { stream: StreamId, responses: mpsc::Sender<WatchResponse> },
-    Watch { stream: StreamId, request: WatchRequest },
-    WatchClose { stream: StreamId },
+    Request {
+        request: Request,
+        reply: oneshot::Sender<Result<Response, Error>>,
+    },
+    WatchOpen {
+        stream: StreamId,
+        responses: mpsc::Sender<WatchResponse>,
+    },
+    Watch {
+        stream: StreamId,
+        request: WatchRequest,
+    },
+    WatchClose {
+        stream: StreamId,
+    },
     Peer(Message),
-    Status { reply: oneshot::Sender<MemberStatus> },
+    Status {
+        reply: oneshot::Sender<MemberStatus>,
+    },
+    /// The applied state as a state image.
+    Snapshot {
+        reply: oneshot::Sender<Vec<u8>>,
+    },
 }
 
 /// Cheap to clone; every gRPC handler holds one.
@@ -74,6 +91,12 @@ impl Handle {
     pub async fn status(&self) -> Result<MemberStatus, Error> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Status { reply }).await.map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)
+    }
+
+    pub async fn snapshot(&self) -> Result<Vec<u8>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Snapshot { reply }).await.map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)
     }
 
@@ -186,6 +209,9 @@ impl<S: Storage> Driver<S> {
                 self.watch_streams.remove(&stream);
                 self.watch_backlog.remove(&stream);
                 self.node.watch_close(stream);
+            }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.node.state_image());
             }
             Command::Status { reply } => {
                 let store = self.node.store();

@@ -99,14 +99,19 @@ pub async fn serve<S: Storage + 'static>(
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
         let addr = socket_addr(url)?;
-        servers.push(tokio::spawn(client_server(handle.clone(), addr, config.max_request_bytes, stop_rx.clone())));
+        servers.push(tokio::task::spawn(client_server(
+            handle.clone(),
+            addr,
+            config.max_request_bytes,
+            stop_rx.clone(),
+        )));
         tracing::info!(%url, "serving client requests");
     }
     for url in &config.listen_peer_urls {
         let addr = socket_addr(url)?;
         let service = peer::PeerService { handle: handle.clone(), cluster_id, member_id };
         let mut stop = stop_rx.clone();
-        servers.push(tokio::spawn(async move {
+        servers.push(tokio::task::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(PeerServer::new(service).max_decoding_message_size(peer::PEER_MESSAGE_BYTES_MAX))
                 .serve_with_shutdown(addr, async move {
@@ -118,7 +123,7 @@ pub async fn serve<S: Storage + 'static>(
         tracing::info!(%url, "serving peers");
     }
     drop(handle);
-    let driver = tokio::spawn(driver.run());
+    let driver = tokio::task::spawn(driver.run());
     tokio::select! {
         _ = shutdown => tracing::info!("shutting down"),
         result = driver => {

@@ -57,7 +57,7 @@ impl Outbox for PeerOutbox {
                 return;
             };
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            tokio::spawn(sender(self.from, to, self.cluster_id, url, rx));
+            tokio::task::spawn(sender(self.from, to, self.cluster_id, url, rx));
             self.senders.insert(to, tx);
         }
         if let Some(tx) = self.senders.get(&to) {
@@ -95,7 +95,7 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
         backoff = BACKOFF_MIN;
         let (batches_tx, batches_rx) = mpsc::channel(16);
         let mut client = client;
-        let call = tokio::spawn(async move { client.send(Request::new(OkStream(batches_rx))).await });
+        let call = tokio::task::spawn(async move { client.send(Request::new(OkStream(batches_rx))).await });
         loop {
             let Some(first) = queue.recv().await else { return };
             let mut messages = vec![first];

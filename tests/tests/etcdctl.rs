@@ -46,7 +46,47 @@ fn etcdctl_against_one_member() {
     let err = fails(etcdctl(ep, &["put", "k", "v", "--lease=1234"]));
     assert!(err.contains("etcdserver: requested lease not found"), "{err}");
 
+    // Ranges: [a, c), from-key, sorted, at a revision; delete with the previous value.
+    for (k, v) in [("a1", "3"), ("a2", "1"), ("b1", "2"), ("c1", "0")] {
+        ok(etcdctl(ep, &["put", k, v]));
+    }
+    assert_eq!(ok(etcdctl(ep, &["get", "a", "c", "--keys-only"])), "a1\n\na2\n\nb1\n\n");
+    assert_eq!(ok(etcdctl(ep, &["get", "b", "--from-key", "--keys-only"])), "b1\n\nc1\n\nfoo\n\n");
+    assert_eq!(
+        ok(etcdctl(ep, &["get", "a", "c", "--sort-by=VALUE", "--order=DESCEND", "--print-value-only"])),
+        "3\n2\n1\n"
+    );
+    let a2_rev = ok(etcdctl(ep, &["get", "a2", "-w", "json"]));
+    let a2_rev: i64 =
+        a2_rev.split("\"mod_revision\":").nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap();
+    ok(etcdctl(ep, &["put", "a2", "later"]));
+    assert_eq!(ok(etcdctl(ep, &["get", "a2", &format!("--rev={a2_rev}"), "--print-value-only"])), "1\n");
+    assert_eq!(ok(etcdctl(ep, &["del", "c1", "--prev-kv"])), "1\nc1\n0\n");
+
+    // Bad requests: etcd's errors.
+    let err = fails(etcdctl(ep, &["put", "", "v"]));
+    assert!(err.contains("etcdserver: key is not provided"), "{err}");
+    // Over the 1.5 MiB limit, under etcdctl's own 2 MiB send limit.
+    let big = "x".repeat(1_600_000);
+    let err = fails(etcdctl_stdin(ep, &["put", "big"], &big));
+    assert!(err.contains("etcdserver: request is too large"), "{err}");
+
+    // A lease nobody keeps alive expires, and takes its key with it.
+    let grant = ok(etcdctl(ep, &["lease", "grant", "2"]));
+    let short = grant.split_whitespace().nth(1).unwrap().to_string();
+    ok(etcdctl(ep, &["put", "ephemeral", "v", &format!("--lease={short}")]));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(ok(etcdctl(ep, &["get", "ephemeral"])), "", "an expired lease's key is gone");
+
+    // Snapshot save streams the state image.
+    let dir = detcd_tests::TempDir::new("snap");
+    let file = dir.0.join("snapshot.db");
+    let saved = ok(etcdctl(ep, &["snapshot", "save", file.to_str().unwrap()]));
+    assert!(saved.contains("Snapshot saved at"), "{saved}");
+    assert!(std::fs::metadata(&file).unwrap().len() > 0);
+
     // Cluster and maintenance.
+    assert!(ok(etcdctl(ep, &["endpoint", "hashkv"])).contains(", "), "hashkv prints endpoint, hash");
     assert!(ok(etcdctl(ep, &["member", "list"])).contains("m1"));
     let status = ok(etcdctl(ep, &["endpoint", "status"]));
     assert!(status.contains("3.5.0"), "{status}");
@@ -75,6 +115,22 @@ fn etcdctl_watch_sees_writes_in_order() {
     let out = watch.wait_with_output().expect("watch output");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text, "PUT\nw0\nv0\nPUT\nw1\nv1\nPUT\nw2\nv2\nDELETE\nw1\n\n", "{}", c.logs());
+
+    // From a past revision, with previous values: the history replays, then live events follow.
+    let mut replay = std::process::Command::new(detcd_tests::etcdctl_bin())
+        .env("ETCDCTL_API", "3")
+        .args([&format!("--endpoints={ep}"), "watch", "w1", "--rev=1", "--prev-kv"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcdctl watch --rev");
+    std::thread::sleep(Duration::from_millis(500));
+    ok(etcdctl(&ep, &["put", "w1", "again"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = replay.kill();
+    let out = replay.wait_with_output().expect("watch output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // etcdctl prints an event's previous key-value before the key-value itself.
+    assert_eq!(text, "PUT\nw1\nv1\nDELETE\nw1\nv1\nw1\n\nPUT\nw1\nagain\n", "{}", c.logs());
 }
 
 #[test]
@@ -111,8 +167,69 @@ fn three_members_survive_the_loss_of_their_leader() {
         assert!(std::time::Instant::now() < deadline, "the restarted member did not catch up: {}", c.logs());
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Everyone agrees on the data.
+    let hashes = ok(etcdctl(&c.endpoints(), &["endpoint", "hashkv", "-w", "json"]));
+    let values: Vec<&str> = hashes.split("\"hash\":").skip(1).map(|h| h.split([',', '}']).next().unwrap()).collect();
+    assert_eq!(values.len(), 3, "{hashes}");
+    assert!(values.windows(2).all(|w| w[0] == w[1]), "members disagree: {hashes}");
     // A clean stop exits 0.
     for m in &mut c.members {
         assert!(m.terminate().is_some_and(|s| s.success()), "{} did not stop cleanly", m.name);
+    }
+}
+
+/// Writes under load through every member while the leader is killed with SIGKILL: every
+/// acknowledged write is there afterwards, on every member, and the members' hashes agree.
+#[test]
+fn no_acknowledged_write_is_lost_when_the_leader_is_killed_under_load() {
+    let mut c = Cluster::start(3, "load");
+    let endpoints: Vec<String> = c.members.iter().map(|m| m.endpoint()).collect();
+    let writers: Vec<_> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(w, ep)| {
+            let ep = ep.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0..25 {
+                    let key = format!("load/{w}/{i}");
+                    if etcdctl(&ep, &["put", &key, "v"]).status.success() {
+                        acked.push(key);
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let status = ok(etcdctl(&endpoints.join(","), &["endpoint", "status", "-w", "json"]));
+    let leader: u64 = status.split("\"leader\":").nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap();
+    let victim = (0..3)
+        .find(|&i| {
+            ok(etcdctl(&endpoints[i], &["endpoint", "status", "-w", "json"]))
+                .contains(&format!("\"member_id\":{leader},"))
+        })
+        .expect("the leader is a member");
+    c.members[victim].kill();
+    let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(acked.len() > 25, "too few writes got through: {}", acked.len());
+    c.members[victim].start();
+    c.wait_ready();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let hashes = ok(etcdctl(&c.endpoints(), &["endpoint", "hashkv", "-w", "json"]));
+        let values: Vec<&str> =
+            hashes.split("\"hash\":").skip(1).map(|h| h.split([',', '}']).next().unwrap()).collect();
+        if values.len() == 3 && values.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "members never agreed: {hashes}\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for ep in &endpoints {
+        let keys = ok(etcdctl(ep, &["get", "load/", "--prefix", "--keys-only", "--consistency=s"]));
+        for key in &acked {
+            assert!(keys.contains(&format!("{key}\n")), "{ep} lost acknowledged write {key}");
+        }
     }
 }

@@ -369,6 +369,11 @@ impl Node {
         &self.lessor
     }
 
+    /// The applied state as a state image (what Maintenance.Snapshot streams).
+    pub fn state_image(&self) -> Vec<u8> {
+        encode_image(&self.store, self.applied_index, self.config.cluster_id, &self.membership, &self.lessor)
+    }
+
     // ---- watches: streams are the driver's; see `crate::watch` for the contract ------------
 
     /// Hands a request of watch stream `stream` to the hub. Call only while

@@ -49,7 +49,7 @@ impl Lease for LeaseService {
         let mut requests = req.into_inner();
         let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
         let handle = self.handle.clone();
-        tokio::spawn(async move {
+        tokio::task::spawn(async move {
             while let Ok(Some(keepalive)) = requests.message().await {
                 let id = keepalive.id;
                 let answer = match handle.call(Request::LeaseKeepAlive(keepalive)).await {

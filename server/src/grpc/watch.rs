@@ -30,7 +30,7 @@ impl Watch for WatchService {
         let (out_tx, out_rx) = mpsc::channel(1);
         self.handle.send(Command::WatchOpen { stream, responses: responses_tx }).await.map_err(super::status)?;
         let handle = self.handle.clone();
-        tokio::spawn(async move {
+        tokio::task::spawn(async move {
             while let Ok(Some(request)) = requests.message().await {
                 if handle.send(Command::Watch { stream, request }).await.is_err() {
                     break;
@@ -38,7 +38,7 @@ impl Watch for WatchService {
             }
             let _ = handle.send(Command::WatchClose { stream }).await;
         });
-        tokio::spawn(async move {
+        tokio::task::spawn(async move {
             while let Some(response) = responses_rx.recv().await {
                 if out_tx.send(Ok(response)).await.is_err() {
                     break;
