@@ -31,8 +31,8 @@ cargo test --workspace --locked
 step "benchmarks compile and run on a small store (figures are not checked)"
 DETCD_BENCH_KEYS=20000 cargo test --locked -p detcd-engine --benches
 
-step "protos build in the simulator world (RUSTFLAGS=--cfg madsim, target/madsim)"
-RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo build --locked -p detcd-proto --features grpc
+step "the server (driver, services, protos) builds in the simulator world (RUSTFLAGS=--cfg madsim, target/madsim)"
+RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo build --locked -p detcd-server
 
 step "engine stays sans-IO (no tokio, no std::fs/net/thread/env, no clock, no OS randomness)"
 # Code lines only: comments may name what the engine avoids.

@@ -3,9 +3,20 @@
 
 use std::process::ExitCode;
 
+#[cfg(not(madsim))]
 use detcd_server::config::{usage, ServerConfig};
+#[cfg(not(madsim))]
 use detcd_server::disk::FileStorage;
 
+/// Under `--cfg madsim` the member runs inside `detcd-sim` (through `detcd_server::serve`),
+/// never as this binary.
+#[cfg(madsim)]
+fn main() -> ExitCode {
+    eprintln!("detcd: built for the simulator (--cfg madsim); run it through detcd-sim");
+    ExitCode::from(2)
+}
+
+#[cfg(not(madsim))]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--version" || a == "-version") {
@@ -53,22 +64,18 @@ fn main() -> ExitCode {
 }
 
 /// SIGINT or SIGTERM.
+#[cfg(not(madsim))]
 async fn shutdown_signal() {
-    #[cfg(not(madsim))]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
         }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
-    #[cfg(madsim)]
-    std::future::pending::<()>().await
 }
