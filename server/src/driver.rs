@@ -73,6 +73,10 @@ pub enum Command {
     Snapshot {
         reply: oneshot::Sender<Vec<u8>>,
     },
+    /// The peer URL of the leader, if another member leads.
+    LeaderPeerUrl {
+        reply: oneshot::Sender<Option<String>>,
+    },
 }
 
 /// Cheap to clone; every gRPC handler holds one.
@@ -91,6 +95,12 @@ impl Handle {
     pub async fn status(&self) -> Result<MemberStatus, Error> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Status { reply }).await.map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)
+    }
+
+    pub async fn leader_peer_url(&self) -> Result<Option<String>, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::LeaderPeerUrl { reply }).await.map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)
     }
 
@@ -209,6 +219,14 @@ impl<S: Storage> Driver<S> {
                 self.watch_streams.remove(&stream);
                 self.watch_backlog.remove(&stream);
                 self.node.watch_close(stream);
+            }
+            Command::LeaderPeerUrl { reply } => {
+                let leader = self.node.leader_id();
+                let url = (leader != 0 && leader != self.node.id())
+                    .then(|| self.node.members().into_iter().find(|m| m.id == leader))
+                    .flatten()
+                    .and_then(|m| m.peer_ur_ls.first().cloned());
+                let _ = reply.send(url);
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.node.state_image());

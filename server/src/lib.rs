@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod disk;
 pub mod driver;
+pub mod forward;
 pub mod grpc;
 pub mod peer;
 
@@ -160,6 +161,7 @@ async fn client_server(
     // gRPC receives a little more than the request limit so that an oversized request still
     // decodes and gets etcd's own "request is too large".
     let receive_max = max_request_bytes + limits::GRPC_OVERHEAD_BYTES;
+    let forwarder = std::sync::Arc::new(forward::Forwarder::new(handle.clone()));
     tonic::transport::Server::builder()
         .add_service(KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max))
         .add_service(
@@ -167,12 +169,17 @@ async fn client_server(
                 .max_decoding_message_size(receive_max),
         )
         .add_service(
-            LeaseServer::new(grpc::LeaseService { handle: handle.clone() }).max_decoding_message_size(receive_max),
+            LeaseServer::new(grpc::LeaseService { handle: handle.clone(), forwarder: forwarder.clone() })
+                .max_decoding_message_size(receive_max),
         )
         .add_service(
-            ClusterServer::new(grpc::ClusterService { handle: handle.clone() }).max_decoding_message_size(receive_max),
+            ClusterServer::new(grpc::ClusterService { handle: handle.clone(), forwarder: forwarder.clone() })
+                .max_decoding_message_size(receive_max),
         )
-        .add_service(MaintenanceServer::new(grpc::MaintenanceService { handle }).max_decoding_message_size(receive_max))
+        .add_service(
+            MaintenanceServer::new(grpc::MaintenanceService { handle, forwarder })
+                .max_decoding_message_size(receive_max),
+        )
         .serve_with_shutdown(addr, async move {
             let _ = stop.changed().await;
         })

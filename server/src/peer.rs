@@ -14,11 +14,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use detcd_engine::node::{Request as NodeRequest, Response as NodeResponse};
 use detcd_engine::raft::Message;
 use detcd_proto::etcdserverpb::Member;
 use detcd_proto::peerpb::peer_client::PeerClient;
 use detcd_proto::peerpb::peer_server::Peer;
-use detcd_proto::peerpb::{RaftMessageBatch, SendAck, SnapshotAck, SnapshotChunk};
+use detcd_proto::peerpb::{
+    forward_request, forward_response, ForwardRequest, ForwardResponse, RaftMessageBatch, SendAck, SnapshotAck,
+    SnapshotChunk,
+};
 use protobuf::Message as _;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -177,6 +181,28 @@ impl Peer for PeerService {
             }
         }
         Ok(Response::new(SendAck { batches, messages }))
+    }
+
+    /// A request forwarded by another member to us as the leader. Never forwarded again: if we
+    /// no longer lead, the member that forwarded gets `not leader` and its client retries.
+    async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
+        use forward_request::Request as In;
+        use forward_response::Response as Out;
+        let node_request = match request.into_inner().request {
+            Some(In::LeaseKeepAlive(r)) => NodeRequest::LeaseKeepAlive(r),
+            Some(In::LeaseTimeToLive(r)) => NodeRequest::LeaseTimeToLive(r),
+            Some(In::MemberPromote(r)) => NodeRequest::MemberPromote(r),
+            Some(In::MoveLeader(r)) => NodeRequest::MoveLeader(r),
+            None => return Err(Status::invalid_argument("detcd: empty forwarded request")),
+        };
+        let response = match self.handle.call(node_request).await.map_err(crate::grpc::status)? {
+            NodeResponse::LeaseKeepAlive(r) => Out::LeaseKeepAlive(r),
+            NodeResponse::LeaseTimeToLive(r) => Out::LeaseTimeToLive(r),
+            NodeResponse::MemberPromote(r) => Out::MemberPromote(r),
+            NodeResponse::MoveLeader(r) => Out::MoveLeader(r),
+            other => return Err(Status::internal(format!("detcd: unexpected answer {other:?}"))),
+        };
+        Ok(Response::new(ForwardResponse { response: Some(response) }))
     }
 
     async fn snapshot(&self, _request: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {

@@ -149,6 +149,14 @@ fn three_members_survive_the_loss_of_their_leader() {
             s.contains(&format!("\"member_id\":{leader},"))
         })
         .expect("the leader is one of the members");
+    // Leader-only requests sent to a follower are forwarded to the leader.
+    let follower = c.members[(leader_index + 1) % 3].endpoint();
+    let grant = ok(etcdctl(&follower, &["lease", "grant", "60"]));
+    let lease = grant.split_whitespace().nth(1).expect("lease id").to_string();
+    assert!(ok(etcdctl(&follower, &["lease", "keep-alive", "--once", &lease])).contains("keepalived with TTL(60)"));
+    assert!(ok(etcdctl(&follower, &["lease", "timetolive", &lease])).contains("granted with TTL(60s)"));
+    assert!(ok(etcdctl(&follower, &["lease", "timetolive", "1234"])).contains("already expired"));
+
     c.members[leader_index].kill();
     let survivors = c.endpoints();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -11,6 +11,7 @@ use crate::driver::Handle;
 
 pub struct ClusterService {
     pub handle: Handle,
+    pub forwarder: std::sync::Arc<crate::forward::Forwarder>,
 }
 
 macro_rules! call {
@@ -53,6 +54,19 @@ impl Cluster for ClusterService {
         &self,
         req: GrpcRequest<MemberPromoteRequest>,
     ) -> Result<GrpcResponse<MemberPromoteResponse>, Status> {
-        call!(self, req, MemberPromote)
+        use detcd_proto::peerpb::{forward_request, forward_response};
+        let request = req.into_inner();
+        match self.handle.call(Request::MemberPromote(request.clone())).await {
+            Ok(Response::MemberPromote(r)) => Ok(GrpcResponse::new(r)),
+            Ok(other) => Err(unexpected(&other)),
+            // Only the leader knows whether the learner caught up: forward.
+            Err(detcd_engine::Error::NotLeader) => {
+                match self.forwarder.forward(forward_request::Request::MemberPromote(request)).await? {
+                    forward_response::Response::MemberPromote(r) => Ok(GrpcResponse::new(r)),
+                    _ => Err(Status::internal("detcd: forwarded promote answered with another kind")),
+                }
+            }
+            Err(e) => Err(status(e)),
+        }
     }
 }

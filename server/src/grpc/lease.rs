@@ -10,9 +10,12 @@ use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status, Streaming}
 
 use super::{status, unexpected, ChannelStream};
 use crate::driver::Handle;
+use crate::forward::{is, Forwarder};
+use detcd_proto::peerpb::{forward_request, forward_response};
 
 pub struct LeaseService {
     pub handle: Handle,
+    pub forwarder: std::sync::Arc<Forwarder>,
 }
 
 /// Keepalive answers buffered per stream.
@@ -49,15 +52,27 @@ impl Lease for LeaseService {
         let mut requests = req.into_inner();
         let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
         let handle = self.handle.clone();
+        let forwarder = self.forwarder.clone();
         tokio::task::spawn(async move {
             while let Ok(Some(keepalive)) = requests.message().await {
                 let id = keepalive.id;
-                let answer = match handle.call(Request::LeaseKeepAlive(keepalive)).await {
+                let answer = match handle.call(Request::LeaseKeepAlive(keepalive.clone())).await {
                     Ok(Response::LeaseKeepAlive(r)) => Ok(r),
-                    // etcd's v3rpc: an unknown (or expired) lease is answered with TTL 0.
-                    Err(Error::LeaseNotFound) => Ok(LeaseKeepAliveResponse { header: None, id, ttl: 0 }),
                     Ok(other) => Err(unexpected(&other)),
+                    // Only the leader's lease clocks run: forward.
+                    Err(Error::NotLeader) => {
+                        match forwarder.forward(forward_request::Request::LeaseKeepAlive(keepalive)).await {
+                            Ok(forward_response::Response::LeaseKeepAlive(r)) => Ok(r),
+                            Ok(_) => Err(Status::internal("detcd: forwarded keepalive answered with another kind")),
+                            Err(s) => Err(s),
+                        }
+                    }
                     Err(e) => Err(status(e)),
+                };
+                // etcd's v3rpc: an unknown (or expired) lease is answered with TTL 0.
+                let answer = match answer {
+                    Err(s) if is(&s, Error::LeaseNotFound) => Ok(LeaseKeepAliveResponse { header: None, id, ttl: 0 }),
+                    other => other,
                 };
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
@@ -72,16 +87,27 @@ impl Lease for LeaseService {
         &self,
         req: GrpcRequest<LeaseTimeToLiveRequest>,
     ) -> Result<GrpcResponse<LeaseTimeToLiveResponse>, Status> {
-        let id = req.get_ref().id;
-        match self.handle.call(Request::LeaseTimeToLive(req.into_inner())).await {
-            Ok(Response::LeaseTimeToLive(r)) => Ok(GrpcResponse::new(r)),
+        let request = req.into_inner();
+        let id = request.id;
+        let answer = match self.handle.call(Request::LeaseTimeToLive(request.clone())).await {
+            Ok(Response::LeaseTimeToLive(r)) => Ok(r),
+            Ok(other) => Err(unexpected(&other)),
+            Err(Error::NotLeader) => {
+                match self.forwarder.forward(forward_request::Request::LeaseTimeToLive(request)).await {
+                    Ok(forward_response::Response::LeaseTimeToLive(r)) => Ok(r),
+                    Ok(_) => Err(Status::internal("detcd: forwarded time-to-live answered with another kind")),
+                    Err(s) => Err(s),
+                }
+            }
+            Err(e) => Err(status(e)),
+        };
+        match answer {
             // etcd's v3rpc: an unknown lease is answered with TTL -1, not an error.
-            Err(Error::LeaseNotFound) => {
+            Err(s) if is(&s, Error::LeaseNotFound) => {
                 let header = self.handle.status().await.ok().map(|s| crate::grpc::maintenance::header(&s));
                 Ok(GrpcResponse::new(LeaseTimeToLiveResponse { header, id, ttl: -1, granted_ttl: 0, keys: vec![] }))
             }
-            Ok(other) => Err(unexpected(&other)),
-            Err(e) => Err(status(e)),
+            other => other.map(GrpcResponse::new),
         }
     }
 

@@ -22,6 +22,7 @@ const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
 
 pub struct MaintenanceService {
     pub handle: Handle,
+    pub forwarder: std::sync::Arc<crate::forward::Forwarder>,
 }
 
 pub fn header(s: &MemberStatus) -> ResponseHeader {
@@ -121,10 +122,17 @@ impl Maintenance for MaintenanceService {
         &self,
         req: GrpcRequest<MoveLeaderRequest>,
     ) -> Result<GrpcResponse<MoveLeaderResponse>, Status> {
-        match self.handle.call(Request::MoveLeader(req.into_inner())).await {
+        use detcd_proto::peerpb::{forward_request, forward_response};
+        let request = req.into_inner();
+        match self.handle.call(Request::MoveLeader(request.clone())).await {
             Ok(Response::MoveLeader(r)) => Ok(GrpcResponse::new(r)),
             Ok(other) => Err(unexpected(&other)),
-            Err(e @ Error::NotLeader) => Err(status(e)),
+            // Only the leader can hand leadership over: forward.
+            Err(Error::NotLeader) => match self.forwarder.forward(forward_request::Request::MoveLeader(request)).await?
+            {
+                forward_response::Response::MoveLeader(r) => Ok(GrpcResponse::new(r)),
+                _ => Err(Status::internal("detcd: forwarded move-leader answered with another kind")),
+            },
             Err(e) => Err(status(e)),
         }
     }
