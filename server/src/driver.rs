@@ -77,6 +77,11 @@ pub enum Command {
     LeaderPeerUrl {
         reply: oneshot::Sender<Option<String>>,
     },
+    /// The transport delivered a raft snapshot to `to`, or failed to.
+    SnapshotStatus {
+        to: u64,
+        delivered: bool,
+    },
 }
 
 /// Cheap to clone; every gRPC handler holds one.
@@ -145,8 +150,16 @@ pub struct Driver<S: Storage> {
 }
 
 impl<S: Storage> Driver<S> {
-    pub fn new(node: Node, storage: S, outbox: Box<dyn Outbox>, clock: Clock) -> (Driver<S>, Handle) {
+    /// `outbox` is built with the driver's handle, for transports that report back (a snapshot
+    /// delivered or not).
+    pub fn new(
+        node: Node,
+        storage: S,
+        outbox: impl FnOnce(Handle) -> Box<dyn Outbox>,
+        clock: Clock,
+    ) -> (Driver<S>, Handle) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_MAX);
+        let outbox = outbox(Handle { commands: tx.clone() });
         let driver = Driver {
             node,
             storage,
@@ -209,6 +222,7 @@ impl<S: Storage> Driver<S> {
                 self.node.handle_request(now, id, request);
             }
             Command::Peer(message) => self.node.handle_message(now, message),
+            Command::SnapshotStatus { to, delivered } => self.node.handle_snapshot_status(now, to, delivered),
             Command::WatchOpen { stream, responses } => {
                 self.watch_streams.insert(stream, responses);
             }

@@ -63,6 +63,7 @@ pub fn node_config(config: &ServerConfig, founding: bool) -> Result<NodeConfig, 
     node.election_ticks = (config.election_timeout_ms / config.heartbeat_interval_ms) as usize;
     node.snapshot_count = config.snapshot_count.max(1);
     node.max_request_bytes = config.max_request_bytes;
+    node.snapshot_catch_up_entries = config.snapshot_catch_up_entries;
     node.request_timeout = Duration::from_secs(5) + Duration::from_millis(2 * config.election_timeout_ms);
     Ok(node)
 }
@@ -91,8 +92,10 @@ pub async fn serve<S: Storage + 'static>(
         .collect();
     let clock = Clock::start();
     let node = Node::new(node_config, recovered, seed, clock.now())?;
-    let outbox = peer::PeerOutbox::new(member_id, cluster_id, peer_urls);
-    let (driver, handle) = Driver::new(node, storage, Box::new(outbox), clock);
+    let outbox = move |handle: Handle| -> Box<dyn driver::Outbox> {
+        Box::new(peer::PeerOutbox::new(member_id, cluster_id, peer_urls, handle))
+    };
+    let (driver, handle) = Driver::new(node, storage, outbox, clock);
     tracing::info!(name = %config.name, member = format!("{member_id:x}"), cluster = format!("{cluster_id:x}"),
         data_dir = %config.data_dir.display(), "starting detcd member");
 

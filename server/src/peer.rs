@@ -7,8 +7,10 @@
 //! with exponential backoff, and messages queued meanwhile are dropped rather than delivered
 //! stale.
 //!
-//! Missing: snapshots travel inside their raft message, not in chunks (`Peer.Snapshot` answers
-//! `Unimplemented`), so a snapshot is bounded by [`PEER_MESSAGE_BYTES_MAX`].
+//! A raft snapshot (a state image, possibly gigabytes) travels apart, on its own `Peer.Snapshot`
+//! call in chunks of [`SNAPSHOT_CHUNK_BYTES`], so that it neither exceeds a message limit nor
+//! holds up the heartbeats behind it; the receiver reassembles it and hands the raft message to
+//! its driver, and the sender reports the outcome to its node (raft-rs needs to hear it).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,14 +29,20 @@ use protobuf::Message as _;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::driver::{Handle, Outbox};
+use crate::driver::{Command, Handle, Outbox};
+use detcd_engine::raft::MessageType;
+use tonic::transport::Channel;
 
 /// Messages queued for one peer; beyond this they are dropped.
 pub const PEER_QUEUE_MAX: usize = 4096;
 /// Raft messages in one batch on the wire.
 const BATCH_MESSAGES_MAX: usize = 256;
-/// Largest peer message (a raft snapshot travels in one): 1 GiB.
-pub const PEER_MESSAGE_BYTES_MAX: usize = 1 << 30;
+/// Largest peer message on the wire (batches of raft messages; snapshots travel in chunks).
+pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Bytes of state image per snapshot chunk.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Largest snapshot a member accepts: 16 GiB (twice etcd's suggested largest quota).
+pub const SNAPSHOT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -44,11 +52,12 @@ pub struct PeerOutbox {
     cluster_id: u64,
     urls: BTreeMap<u64, Vec<String>>,
     senders: BTreeMap<u64, mpsc::Sender<Message>>,
+    handle: Handle,
 }
 
 impl PeerOutbox {
-    pub fn new(from: u64, cluster_id: u64, urls: BTreeMap<u64, Vec<String>>) -> PeerOutbox {
-        PeerOutbox { from, cluster_id, urls, senders: BTreeMap::new() }
+    pub fn new(from: u64, cluster_id: u64, urls: BTreeMap<u64, Vec<String>>, handle: Handle) -> PeerOutbox {
+        PeerOutbox { from, cluster_id, urls, senders: BTreeMap::new(), handle }
     }
 }
 
@@ -61,7 +70,7 @@ impl Outbox for PeerOutbox {
                 return;
             };
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            tokio::task::spawn(sender(self.from, to, self.cluster_id, url, rx));
+            tokio::task::spawn(sender(self.from, to, self.cluster_id, url, rx, self.handle.clone()));
             self.senders.insert(to, tx);
         }
         if let Some(tx) = self.senders.get(&to) {
@@ -82,7 +91,7 @@ impl Outbox for PeerOutbox {
     }
 }
 
-async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mpsc::Receiver<Message>) {
+async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mpsc::Receiver<Message>, handle: Handle) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let client = match PeerClient::connect(url.clone()).await {
@@ -98,8 +107,8 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
         };
         backoff = BACKOFF_MIN;
         let (batches_tx, batches_rx) = mpsc::channel(16);
-        let mut client = client;
-        let call = tokio::task::spawn(async move { client.send(Request::new(OkStream(batches_rx))).await });
+        let mut stream_client = client.clone();
+        let call = tokio::task::spawn(async move { stream_client.send(Request::new(OkStream(batches_rx))).await });
         loop {
             let Some(first) = queue.recv().await else { return };
             let mut messages = vec![first];
@@ -108,6 +117,16 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
                     Ok(m) => messages.push(m),
                     Err(_) => break,
                 }
+            }
+            // Snapshots go on their own call, beside the stream.
+            let (snapshots, rest): (Vec<Message>, Vec<Message>) =
+                messages.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+            for snapshot in snapshots {
+                tokio::task::spawn(send_snapshot(client.clone(), snapshot, cluster_id, handle.clone()));
+            }
+            let messages = rest;
+            if messages.is_empty() {
+                continue;
             }
             let encoded: Vec<Bytes> =
                 messages.iter().filter_map(|m| m.write_to_bytes().ok()).map(Bytes::from).collect();
@@ -119,6 +138,41 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
         call.abort();
         tracing::debug!(to, %url, "peer stream ended; reconnecting");
     }
+}
+
+/// Streams one raft snapshot message in chunks and reports the outcome to the node.
+async fn send_snapshot(mut client: PeerClient<Channel>, mut message: Message, cluster_id: u64, handle: Handle) {
+    let to = message.to;
+    let data = std::mem::take(&mut message.mut_snapshot().data);
+    let Ok(metadata) = message.write_to_bytes() else {
+        let _ = handle.send(Command::SnapshotStatus { to, delivered: false }).await;
+        return;
+    };
+    let meta = message.get_snapshot().get_metadata();
+    let (index, term, from) = (meta.index, meta.term, message.from);
+    let mut chunks = Vec::new();
+    let mut offset = 0;
+    loop {
+        let end = (offset + SNAPSHOT_CHUNK_BYTES).min(data.len());
+        chunks.push(SnapshotChunk {
+            from,
+            to,
+            index,
+            term,
+            offset: offset as u64,
+            data: data.slice(offset..end),
+            last: end == data.len(),
+            metadata: if offset == 0 { Bytes::from(metadata.clone()) } else { Bytes::new() },
+            cluster_id,
+        });
+        offset = end;
+        if offset >= data.len() {
+            break;
+        }
+    }
+    let delivered = client.snapshot(Request::new(tonic::codegen::tokio_stream::iter(chunks))).await.is_ok();
+    tracing::info!(to, index, bytes = data.len(), delivered, "raft snapshot sent");
+    let _ = handle.send(Command::SnapshotStatus { to, delivered }).await;
 }
 
 /// Drops what queues up for `wait` (stale raft messages are worse than none). False when the
@@ -205,7 +259,41 @@ impl Peer for PeerService {
         Ok(Response::new(ForwardResponse { response: Some(response) }))
     }
 
-    async fn snapshot(&self, _request: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {
-        Err(Status::unimplemented("detcd: chunked snapshots are not supported yet; snapshots travel in Send"))
+    /// Reassembles a snapshot sent in chunks and hands the raft message to the driver.
+    async fn snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut message: Option<Message> = None;
+        let mut data: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            if chunk.cluster_id != 0 && chunk.cluster_id != self.cluster_id {
+                return Err(Status::failed_precondition("detcd: snapshot from another cluster"));
+            }
+            if chunk.offset != data.len() as u64 {
+                return Err(Status::invalid_argument(format!(
+                    "detcd: snapshot chunk at offset {} where {} was expected",
+                    chunk.offset,
+                    data.len()
+                )));
+            }
+            if data.len() as u64 + chunk.data.len() as u64 > SNAPSHOT_BYTES_MAX {
+                return Err(Status::resource_exhausted("detcd: snapshot larger than this member accepts"));
+            }
+            if chunk.offset == 0 {
+                let m = Message::parse_from_bytes(&chunk.metadata)
+                    .map_err(|e| Status::invalid_argument(format!("detcd: snapshot metadata does not decode: {e}")))?;
+                message = Some(m);
+            }
+            data.extend_from_slice(&chunk.data);
+            if chunk.last {
+                let mut m =
+                    message.take().ok_or_else(|| Status::invalid_argument("detcd: snapshot without metadata"))?;
+                let index = m.get_snapshot().get_metadata().index;
+                let received = data.len() as u64;
+                m.mut_snapshot().data = Bytes::from(std::mem::take(&mut data));
+                self.handle.send(Command::Peer(m)).await.map_err(crate::grpc::status)?;
+                return Ok(Response::new(SnapshotAck { index, received }));
+            }
+        }
+        Err(Status::invalid_argument("detcd: snapshot stream ended before its last chunk"))
     }
 }

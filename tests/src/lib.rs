@@ -114,6 +114,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(n: usize, tag: &str) -> Cluster {
+        Cluster::start_with(n, tag, &[])
+    }
+
+    /// With extra flags for every member.
+    pub fn start_with(n: usize, tag: &str, extra: &[&str]) -> Cluster {
         let dir = TempDir::new(tag);
         let names: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
         let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
@@ -139,6 +144,8 @@ impl Cluster {
                 "--initial-cluster-state=new".into(),
                 "--log-level=info".into(),
             ];
+            let mut args = args;
+            args.extend(extra.iter().map(|a| a.to_string()));
             let log = dir.0.join(format!("{name}.log"));
             members.push(Member { name: name.clone(), client_url, peer_url, data_dir, args, child: None, log });
         }

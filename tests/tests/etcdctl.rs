@@ -241,3 +241,40 @@ fn no_acknowledged_write_is_lost_when_the_leader_is_killed_under_load() {
         }
     }
 }
+
+/// A member that was down while the others compacted their log catches up from a snapshot
+/// sent in chunks over the peer service.
+#[test]
+fn a_member_behind_the_log_catches_up_from_a_snapshot() {
+    let mut c =
+        Cluster::start_with(3, "snapshot", &["--snapshot-count=10", "--experimental-snapshot-catchup-entries=5"]);
+    c.members[2].kill();
+    // If it led, a write proposed to it is lost and times out: wait for the next leader first.
+    c.wait_ready();
+    let up = c.endpoints();
+    for i in 0..60 {
+        let out = etcdctl(&up, &["put", &format!("s{i}"), &"v".repeat(1000)]);
+        assert!(out.status.success(), "put {i}: {}\n{}", String::from_utf8_lossy(&out.stderr), c.logs());
+    }
+    c.members[2].start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let hashes = etcdctl(&c.endpoints(), &["endpoint", "hashkv", "-w", "json"]);
+        let text = String::from_utf8_lossy(&hashes.stdout).into_owned();
+        let values: Vec<&str> = text.split("\"hash\":").skip(1).map(|h| h.split([',', '}']).next().unwrap()).collect();
+        if hashes.status.success() && values.len() == 3 && values.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the member did not catch up: {text}\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        c.members[0].log().contains("raft snapshot sent") || c.members[1].log().contains("raft snapshot sent"),
+        "{}",
+        c.logs()
+    );
+    assert_eq!(
+        ok(etcdctl(&c.members[2].endpoint(), &["get", "s59", "--print-value-only", "--consistency=s"])).len(),
+        1001
+    );
+}

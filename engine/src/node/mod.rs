@@ -218,6 +218,16 @@ impl Node {
         self.drive();
     }
 
+    /// The transport delivered the raft snapshot last sent to member `to`, or gave up on it.
+    /// (raft-rs keeps a follower paused in snapshot state until it hears either.)
+    pub fn handle_snapshot_status(&mut self, now: Instant, to: u64, delivered: bool) {
+        self.advance_clock(now);
+        let status = if delivered { ::raft::SnapshotStatus::Finish } else { ::raft::SnapshotStatus::Failure };
+        self.raw.report_snapshot(to, status);
+        self.after_raft();
+        self.drive();
+    }
+
     pub fn handle_persisted(&mut self, now: Instant, token: PersistToken) {
         self.advance_clock(now);
         let persist = self.persist.take().expect("handle_persisted without a persist in flight");
