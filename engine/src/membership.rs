@@ -86,6 +86,14 @@ impl Membership {
         self.members.remove(&id);
     }
 
+    /// A member's own announcement of its name and client URLs.
+    pub fn set_attributes(&mut self, id: u64, name: String, client_urls: Vec<String>) {
+        if let Some(m) = self.members.get_mut(&id) {
+            m.name = name;
+            m.client_ur_ls = client_urls;
+        }
+    }
+
     pub fn update_peer_urls(&mut self, id: u64, peer_urls: Vec<String>) {
         if let Some(m) = self.members.get_mut(&id) {
             m.peer_ur_ls = peer_urls;

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::atomic::AtomicU64;
 
 use detcd_engine::limits;
-use detcd_engine::node::{Config as NodeConfig, Node};
+use detcd_engine::node::{Config as NodeConfig, Node, Request};
 use detcd_engine::time::Duration;
 use detcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use detcd_proto::etcdserverpb::kv_server::KvServer;
@@ -126,6 +126,20 @@ pub async fn serve<S: Storage + 'static>(
         }));
         tracing::info!(%url, "serving peers");
     }
+    // Announce our name and client URLs once a leader can take it (etcd's publish).
+    let publisher = handle.clone();
+    let (name, client_urls) = (config.name.clone(), config.advertise_client_urls.clone());
+    tokio::task::spawn(async move {
+        loop {
+            let request = Request::PublishAttributes { name: name.clone(), client_urls: client_urls.clone() };
+            match publisher.call(request).await {
+                Ok(_) => break,
+                Err(detcd_engine::Error::Stopped) => return,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+        }
+        tracing::info!("published name and client URLs to the cluster");
+    });
     drop(handle);
     let driver = tokio::task::spawn(driver.run());
     tokio::select! {

@@ -149,6 +149,19 @@ fn three_members_survive_the_loss_of_their_leader() {
             s.contains(&format!("\"member_id\":{leader},"))
         })
         .expect("the leader is one of the members");
+    // Every member publishes its name and client URL once it runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let members = ok(etcdctl(&all, &["member", "list"]));
+        let published =
+            |m: &detcd_tests::Member| members.contains(&format!("{}, {}, {}", m.name, m.peer_url, m.client_url));
+        if c.members.iter().all(published) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every member published its client URL: {members}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // Leader-only requests sent to a follower are forwarded to the leader.
     let follower = c.members[(leader_index + 1) % 3].endpoint();
     let grant = ok(etcdctl(&follower, &["lease", "grant", "60"]));

@@ -54,6 +54,13 @@ pub enum Request {
     LeaseTimeToLive(LeaseTimeToLiveRequest),
     /// Local.
     LeaseLeases(LeaseLeasesRequest),
+    /// This member announces its name and client URLs to the cluster, through raft (the
+    /// driver sends it once the member runs, as etcd's `publish`). Answered with the member
+    /// list.
+    PublishAttributes {
+        name: String,
+        client_urls: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -45,7 +45,7 @@ use detcd_proto::etcdserverpb::{
     LeaseCheckpoint, LeaseCheckpointRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse, WatchRequest, WatchResponse,
 };
-use detcd_proto::internalpb::{internal_request, InternalRequest, MemberChange, StateImage};
+use detcd_proto::internalpb::{internal_request, InternalRequest, MemberAttributes, MemberChange, StateImage};
 use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -468,6 +468,9 @@ impl Node {
             Request::LeaseKeepAlive(r) => r.encoded_len(),
             Request::LeaseTimeToLive(r) => r.encoded_len(),
             Request::LeaseLeases(r) => r.encoded_len(),
+            Request::PublishAttributes { name, client_urls } => {
+                name.len() + client_urls.iter().map(String::len).sum::<usize>()
+            }
         };
         if size > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
@@ -519,6 +522,9 @@ impl Node {
                 internal_request::Request::LeaseGrant(g)
             }
             Request::LeaseRevoke(r) => internal_request::Request::LeaseRevoke(r),
+            Request::PublishAttributes { name, client_urls } => {
+                internal_request::Request::MemberAttributes(MemberAttributes { id: self.config.id, name, client_urls })
+            }
             Request::LeaseKeepAlive(k) => {
                 if !self.lessor.is_primary() {
                     return Err(Error::NotLeader);
@@ -917,6 +923,13 @@ impl Node {
                 }
                 self.membership.update_peer_urls(u.id, u.peer_ur_ls);
                 Ok(Response::MemberUpdate(MemberUpdateResponse { header: None, members: self.membership.list() }))
+            }
+            Some(R::MemberAttributes(a)) => {
+                if self.membership.get(a.id).is_none() {
+                    return Err(Error::MemberNotFound);
+                }
+                self.membership.set_attributes(a.id, a.name, a.client_urls);
+                Ok(Response::MemberList(MemberListResponse { header: None, members: self.membership.list() }))
             }
             Some(R::LeaseGrant(g)) => {
                 let granted = self.lessor.grant(g.id, g.ttl, self.now)?;
