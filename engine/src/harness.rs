@@ -38,7 +38,8 @@ pub struct Disk {
 }
 
 impl Disk {
-    fn apply(&mut self, p: &Persist) {
+    /// Applies a completed persist, as a disk that synced it holds it.
+    pub fn apply(&mut self, p: &Persist) {
         if let Some(s) = &p.snapshot {
             self.entries.clear();
             self.snapshot = Some(s.clone());
@@ -52,12 +53,14 @@ impl Disk {
         }
     }
 
-    fn save_snapshot(&mut self, snapshot: &Snapshot, log_kept_from: u64) {
+    /// Stores the node's own snapshot; the log before `log_kept_from` goes.
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot, log_kept_from: u64) {
         self.snapshot = Some(snapshot.clone());
         self.entries.retain(|e| e.index >= log_kept_from);
     }
 
-    fn recovered(&self) -> Recovered {
+    /// What a member restarting from this disk finds.
+    pub fn recovered(&self) -> Recovered {
         Recovered {
             hard_state: self.hard_state.clone(),
             snapshot: self.snapshot.clone(),
