@@ -1,28 +1,66 @@
 //! The member's clock seam: the engine's `Instant` from the runtime's monotonic clock.
 //!
-//! In production that is the OS monotonic clock (through tokio); under `--cfg madsim` it is the
-//! simulator's virtual clock, to which the simulator adds each member's own offset and drift.
+//! In production that is the OS monotonic clock (through tokio), unskewed. Under
+//! `--cfg madsim` the runtime's clock is the simulator's, shared by every member, so the
+//! simulator gives each member its own view of it: an offset, a drift (parts per million) and
+//! forward jumps (a paused VM or process wakes up to a clock that moved on) — all drawn from the
+//! run's seed. Clones share the jumps.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use detcd_engine::time::{Duration, Instant};
 
-/// Converts between the runtime's instants and the engine's, from a fixed origin.
-#[derive(Debug, Clone, Copy)]
+/// Converts between the runtime's instants and this member's engine instants.
+#[derive(Debug, Clone)]
 pub struct Clock {
     origin: tokio::time::Instant,
+    offset_ns: u64,
+    /// How much faster (positive) or slower this member's clock runs, in parts per million.
+    drift_ppm: i64,
+    jumped_ns: Arc<AtomicU64>,
 }
 
 impl Clock {
+    /// The runtime's clock as it is (production).
     pub fn start() -> Clock {
-        Clock { origin: tokio::time::Instant::now() }
+        Clock::skewed(Duration::ZERO, 0, Arc::default())
+    }
+
+    /// A clock that starts `offset` ahead, runs `drift_ppm` fast (negative: slow), and has
+    /// jumped forward by what `jumps` holds, in nanoseconds (the simulator keeps that counter,
+    /// across restarts of the member).
+    pub fn skewed(offset: Duration, drift_ppm: i64, jumps: Arc<AtomicU64>) -> Clock {
+        assert!(drift_ppm.abs() < 100_000, "a drift of {drift_ppm} ppm is not a clock");
+        Clock {
+            origin: tokio::time::Instant::now(),
+            offset_ns: u64::try_from(offset.as_nanos()).unwrap_or(u64::MAX / 2),
+            drift_ppm,
+            jumped_ns: jumps,
+        }
+    }
+
+    /// Moves this clock (and its clones) forward at once by `by`.
+    pub fn jump(&self, by: Duration) {
+        self.jumped_ns.fetch_add(u64::try_from(by.as_nanos()).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub fn drift_ppm(&self) -> i64 {
+        self.drift_ppm
     }
 
     pub fn now(&self) -> Instant {
-        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        let real_ns = self.origin.elapsed().as_nanos() as i128;
+        let local_ns = real_ns + real_ns * self.drift_ppm as i128 / 1_000_000;
+        let total = local_ns + self.offset_ns as i128 + self.jumped_ns.load(Ordering::Relaxed) as i128;
+        Instant::from_nanos(total.clamp(0, u64::MAX as i128) as u64)
     }
 
-    /// The runtime instant of `at`; "never" becomes a day from now, which is as good.
+    /// The runtime instant at which this clock shows `at`; "never" becomes a day from now.
     pub fn runtime_instant(&self, at: Instant) -> tokio::time::Instant {
         let latest = tokio::time::Instant::now() + Duration::from_secs(86_400);
-        self.origin.checked_add(Duration::from_nanos(at.as_nanos())).map_or(latest, |t| t.min(latest))
+        let local_ns = at.as_nanos() as i128 - self.offset_ns as i128 - self.jumped_ns.load(Ordering::Relaxed) as i128;
+        let real_ns = (local_ns.max(0) * 1_000_000 / (1_000_000 + self.drift_ppm as i128)).clamp(0, u64::MAX as i128);
+        self.origin.checked_add(Duration::from_nanos(real_ns as u64)).map_or(latest, |t| t.min(latest))
     }
 }

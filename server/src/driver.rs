@@ -73,6 +73,11 @@ pub enum Command {
     Snapshot {
         reply: oneshot::Sender<Vec<u8>>,
     },
+    /// The store's hash at a revision (0: the current one).
+    HashKv {
+        revision: i64,
+        reply: oneshot::Sender<Result<detcd_engine::mvcc::KvHash, Error>>,
+    },
     /// The peer URL of the leader, if another member leads.
     LeaderPeerUrl {
         reply: oneshot::Sender<Option<String>>,
@@ -101,6 +106,12 @@ impl Handle {
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Status { reply }).await.map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)
+    }
+
+    pub async fn hash_kv(&self, revision: i64) -> Result<detcd_engine::mvcc::KvHash, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::HashKv { revision, reply }).await.map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)?
     }
 
     pub async fn leader_peer_url(&self) -> Result<Option<String>, Error> {
@@ -233,6 +244,9 @@ impl<S: Storage> Driver<S> {
                 self.watch_streams.remove(&stream);
                 self.watch_backlog.remove(&stream);
                 self.node.watch_close(stream);
+            }
+            Command::HashKv { revision, reply } => {
+                let _ = reply.send(self.node.store().hash_kv(revision));
             }
             Command::LeaderPeerUrl { reply } => {
                 let leader = self.node.leader_id();

@@ -69,10 +69,13 @@ pub fn node_config(config: &ServerConfig, founding: bool) -> Result<NodeConfig, 
 }
 
 /// Runs a member until `shutdown` completes or the driver stops (disk failure, removal).
+///
+/// `clock` is the member's clock ([`Clock::start`] in production), `seed` its randomness.
 pub async fn serve<S: Storage + 'static>(
     config: ServerConfig,
     mut storage: S,
     seed: u64,
+    clock: Clock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let recovered = storage.load().map_err(|e| e.to_string())?;
@@ -90,7 +93,6 @@ pub async fn serve<S: Storage + 'static>(
         .filter(|m| m.id != member_id)
         .map(|m| (m.id, m.peer_ur_ls.clone()))
         .collect();
-    let clock = Clock::start();
     let node = Node::new(node_config, recovered, seed, clock.now())?;
     let outbox = move |handle: Handle| -> Box<dyn driver::Outbox> {
         Box::new(peer::PeerOutbox::new(member_id, cluster_id, peer_urls, handle))

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         let seed =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
                 ^ (std::process::id() as u64).rotate_left(32);
-        detcd_server::serve(config, storage, seed, shutdown_signal()).await
+        detcd_server::serve(config, storage, seed, detcd_server::clock::Clock::start(), shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

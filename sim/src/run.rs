@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,11 +10,16 @@ use bytes::Bytes;
 use detcd_proto::etcdserverpb::kv_client::KvClient;
 use detcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use detcd_proto::etcdserverpb::{HashKvRequest, PutRequest, RangeRequest};
+use detcd_server::clock::Clock;
 use detcd_server::config::ServerConfig;
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
 
 use crate::disk::SimDisk;
+
+/// Largest drift of a member's clock, in parts per million either way (real oscillators stay
+/// within about 100; we stress ten times that).
+pub const CLOCK_DRIFT_PPM_MAX: i64 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -80,6 +86,14 @@ async fn simulate(o: Options) -> Report {
     let initial_cluster =
         (0..o.members).map(|i| format!("m{}=http://{}:2380", i + 1, member_ip(i))).collect::<Vec<_>>().join(",");
     let disks: Vec<SimDisk> = (0..o.members).map(|_| SimDisk::new()).collect();
+    // Each member's own clock: an offset, a drift, and forward jumps the faults add.
+    let clocks: Vec<(Duration, i64, Arc<AtomicU64>)> = (0..o.members)
+        .map(|_| {
+            let mut rng = madsim::rand::thread_rng();
+            let offset = Duration::from_millis(rng.gen_range(0..10_000));
+            (offset, rng.gen_range(-CLOCK_DRIFT_PPM_MAX..=CLOCK_DRIFT_PPM_MAX), Arc::new(AtomicU64::new(0)))
+        })
+        .collect();
     let mut members: Vec<NodeHandle> = Vec::new();
     for i in 0..o.members {
         let args: Vec<String> = vec![
@@ -94,16 +108,18 @@ async fn simulate(o: Options) -> Report {
         ];
         let config = ServerConfig::parse(&args, &[]).expect("valid member flags");
         let disk = disks[i].clone();
+        let (offset, drift_ppm, jumps) = clocks[i].clone();
         let node = handle
             .create_node()
             .name(format!("m{}", i + 1))
             .ip(member_ip(i))
             .init(move || {
-                let (config, disk) = (config.clone(), disk.clone());
+                let (config, disk, jumps) = (config.clone(), disk.clone(), jumps.clone());
                 // A new seed per boot, from the run's seed: proposal ids differ across restarts.
                 let seed = madsim::rand::thread_rng().gen::<u64>();
                 async move {
-                    if let Err(e) = detcd_server::serve(config, disk, seed, std::future::pending()).await {
+                    let clock = Clock::skewed(offset, drift_ppm, jumps);
+                    if let Err(e) = detcd_server::serve(config, disk, seed, clock, std::future::pending()).await {
                         tracing::error!("member stopped: {e}");
                     }
                 }
@@ -134,7 +150,12 @@ async fn simulate(o: Options) -> Report {
         let victim = madsim::rand::thread_rng().gen_range(0..o.members);
         let outage = Duration::from_millis(madsim::rand::thread_rng().gen_range(500..3000));
         let at = tokio::time::Instant::now();
-        if madsim::rand::thread_rng().gen_bool(0.5) {
+        let kind = madsim::rand::thread_rng().gen_range(0..10);
+        if kind == 0 {
+            let by = Duration::from_millis(madsim::rand::thread_rng().gen_range(100..3_000));
+            faults.push(format!("clock of m{} jumps {by:?}", victim + 1));
+            clocks[victim].2.fetch_add(by.as_nanos() as u64, Ordering::Relaxed);
+        } else if kind < 5 {
             faults.push(format!("crash m{} for {outage:?}", victim + 1));
             handle.kill(members[victim].id());
             tokio::time::sleep(outage).await;
@@ -160,6 +181,9 @@ async fn simulate(o: Options) -> Report {
         .await
         .unwrap_or_else(|_| Some("checker panicked".into()));
     let r = record.lock().map(|r| (r.operations, r.acks.len(), r.trace_hash)).unwrap_or_default();
+    let skews =
+        clocks.iter().enumerate().map(|(i, (offset, drift, _))| format!("m{} clock +{offset:?} {drift:+} ppm", i + 1));
+    let faults = skews.chain(faults).collect();
     Report { operations: r.0, acknowledged_writes: r.1, faults, trace_hash: r.2, failure }
 }
 

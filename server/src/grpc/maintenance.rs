@@ -73,16 +73,15 @@ impl Maintenance for MaintenanceService {
         Ok(GrpcResponse::new(HashResponse { header: Some(header(&s)), hash: s.hash }))
     }
 
+    /// The hash of the store's history up to a revision (0: the current one); the header
+    /// carries the hashed revision, as etcd's does.
     async fn hash_kv(&self, req: GrpcRequest<HashKvRequest>) -> Result<GrpcResponse<HashKvResponse>, Status> {
         let s = self.handle.status().await.map_err(status)?;
-        if req.get_ref().revision != 0 && req.get_ref().revision != s.revision {
-            // Hashes at past revisions need the store itself; only the current one is served.
-            return Err(Status::unimplemented("detcd: HashKV at a past revision is not supported yet"));
-        }
+        let hash = self.handle.hash_kv(req.get_ref().revision).await.map_err(status)?;
         Ok(GrpcResponse::new(HashKvResponse {
-            header: Some(header(&s)),
-            hash: s.hash,
-            compact_revision: s.compact_revision,
+            header: Some(ResponseHeader { revision: hash.hash_revision, ..header(&s) }),
+            hash: hash.hash,
+            compact_revision: hash.compact_revision,
         }))
     }
 
