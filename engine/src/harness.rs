@@ -78,6 +78,13 @@ struct Member {
     boots: u64,
 }
 
+impl Member {
+    /// A member with an empty disk, not started.
+    fn empty() -> Member {
+        Member { node: None, disk: Disk::default(), unsynced: VecDeque::new(), responses: BTreeMap::new(), boots: 0 }
+    }
+}
+
 /// Knobs of the simulated network and disk.
 #[derive(Debug, Clone)]
 pub struct Faults {
@@ -143,16 +150,7 @@ impl Cluster {
             events: 0,
         };
         for id in cluster.configs.keys().copied().collect::<Vec<_>>() {
-            cluster.members.insert(
-                id,
-                Member {
-                    node: None,
-                    disk: Disk::default(),
-                    unsynced: VecDeque::new(),
-                    responses: BTreeMap::new(),
-                    boots: 0,
-                },
-            );
+            cluster.members.insert(id, Member::empty());
             cluster.start(id);
         }
         cluster
@@ -213,16 +211,7 @@ impl Cluster {
     pub fn add_node(&mut self, id: u64) {
         assert!(!self.members.contains_key(&id), "member {id} exists");
         self.configs.insert(id, Config::new(id, Vec::new()));
-        self.members.insert(
-            id,
-            Member {
-                node: None,
-                disk: Disk::default(),
-                unsynced: VecDeque::new(),
-                responses: BTreeMap::new(),
-                boots: 0,
-            },
-        );
+        self.members.insert(id, Member::empty());
         self.start(id);
     }
 

@@ -618,8 +618,7 @@ impl Node {
     /// Proposes a request of the member's own (a lease revoke or checkpoint), with no client
     /// waiting; if it is lost, the lessor hands it out again later.
     fn propose_internal(&mut self, request: internal_request::Request) {
-        self.proposal_seq += 1;
-        let proposal_id = self.proposal_id_base.wrapping_add(self.proposal_seq);
+        let proposal_id = self.next_proposal_id();
         let data = InternalRequest { id: proposal_id, request: Some(request) }.encode_to_vec();
         let _ = self.raw.propose(Vec::new(), data);
         self.after_raft();
@@ -635,8 +634,7 @@ impl Node {
         if self.is_leader() && self.raw.raft.has_pending_conf() {
             return Err(Error::TooManyRequests);
         }
-        self.proposal_seq += 1;
-        let proposal_id = self.proposal_id_base.wrapping_add(self.proposal_seq);
+        let proposal_id = self.next_proposal_id();
         let mut single = ConfChangeSingle::default();
         single.set_change_type(kind);
         single.node_id = member.id;
@@ -646,15 +644,24 @@ impl Node {
         // entry, but the change is what every member decodes when it applies).
         let context = MemberChange { id: proposal_id, member: Some(member) }.encode_to_vec();
         cc.context = context.clone().into();
-        match self.raw.propose_conf_change(context, cc) {
-            Ok(()) => {
-                let deadline = self.now + self.config.request_timeout;
-                self.writes.insert(proposal_id, PendingWrite { id, deadline, leader_changes: self.leader_changes });
-                self.after_raft();
-                Ok(())
-            }
-            Err(_) => Err(Error::NoLeader),
-        }
+        let proposed = self.raw.propose_conf_change(context, cc);
+        self.await_proposal(id, proposal_id, proposed)
+    }
+
+    /// A proposal raft took waits for its entry; one raft dropped (no leader to forward to, or a
+    /// leadership transfer under way) fails at once with `NoLeader`.
+    fn await_proposal(&mut self, id: RequestId, proposal_id: u64, proposed: ::raft::Result<()>) -> Result<(), Error> {
+        self.after_raft();
+        proposed.map_err(|_| Error::NoLeader)?;
+        let deadline = self.now + self.config.request_timeout;
+        self.writes.insert(proposal_id, PendingWrite { id, deadline, leader_changes: self.leader_changes });
+        Ok(())
+    }
+
+    /// A cluster-wide unique id for the next proposal (see `proposal_id_base`).
+    fn next_proposal_id(&mut self) -> u64 {
+        self.proposal_seq += 1;
+        self.proposal_id_base.wrapping_add(self.proposal_seq)
     }
 
     fn enqueue_read(&mut self, id: RequestId, request: Request) -> Result<(), Error> {
@@ -670,19 +677,10 @@ impl Node {
         if self.leader_id() == 0 {
             return Err(Error::NoLeader);
         }
-        self.proposal_seq += 1;
-        let proposal_id = self.proposal_id_base.wrapping_add(self.proposal_seq);
+        let proposal_id = self.next_proposal_id();
         let data = InternalRequest { id: proposal_id, request: Some(request) }.encode_to_vec();
-        match self.raw.propose(Vec::new(), data) {
-            Ok(()) => {
-                let deadline = self.now + self.config.request_timeout;
-                self.writes.insert(proposal_id, PendingWrite { id, deadline, leader_changes: self.leader_changes });
-                self.after_raft();
-                Ok(())
-            }
-            // Dropped: no leader to forward to, or a leadership transfer is under way.
-            Err(_) => Err(Error::NoLeader),
-        }
+        let proposed = self.raw.propose(Vec::new(), data);
+        self.await_proposal(id, proposal_id, proposed)
     }
 
     fn respond(&mut self, id: RequestId, result: Result<Response, Error>) {

@@ -38,51 +38,34 @@ impl Drop for TempDir {
     }
 }
 
-/// `detcd_engine::harness::Disk`, whose methods are private to the engine: the same rules,
-/// copied line for line. `recovered` leaves out the entries the snapshot covers, as
-/// `Storage::load` does (the node skips them either way).
+/// The reference semantics: `detcd_engine::harness::Disk`, what the in-process cluster's disk
+/// holds. `recovered` leaves out the entries the snapshot covers, as `Storage::load` does (the
+/// node skips them either way).
 #[derive(Debug, Clone, Default)]
-struct Reference {
-    hard_state: HardState,
-    snapshot: Option<Snapshot>,
-    entries: Vec<Entry>,
-}
+struct Reference(detcd_engine::harness::Disk);
 
 impl Reference {
     fn apply(&mut self, p: &Persist) {
-        if let Some(s) = &p.snapshot {
-            self.entries.clear();
-            self.snapshot = Some(s.clone());
-        }
-        if let Some(first) = p.entries.first() {
-            self.entries.retain(|e| e.index < first.index);
-            self.entries.extend(p.entries.iter().cloned());
-        }
-        if let Some(hs) = &p.hard_state {
-            self.hard_state = hs.clone();
-        }
+        self.0.apply(p);
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot, log_kept_from: u64) {
-        self.snapshot = Some(snapshot.clone());
-        self.entries.retain(|e| e.index >= log_kept_from);
+        self.0.save_snapshot(snapshot, log_kept_from);
     }
 
     fn snapshot_index(&self) -> u64 {
-        self.snapshot.as_ref().map_or(0, |s| s.get_metadata().index)
+        self.0.snapshot.as_ref().map_or(0, |s| s.get_metadata().index)
     }
 
     fn last_index(&self) -> u64 {
-        self.entries.last().map_or(self.snapshot_index(), |e| e.index)
+        self.0.entries.last().map_or(self.snapshot_index(), |e| e.index)
     }
 
     fn recovered(&self) -> Recovered {
         let covered = self.snapshot_index();
-        Recovered {
-            hard_state: self.hard_state.clone(),
-            snapshot: self.snapshot.clone(),
-            entries: self.entries.iter().filter(|e| e.index > covered).cloned().collect(),
-        }
+        let mut recovered = self.0.recovered();
+        recovered.entries.retain(|e| e.index > covered);
+        recovered
     }
 }
 
@@ -208,7 +191,7 @@ fn round_trip_matches_the_reference_disk() {
                     // The node's own snapshot: at an entry it holds, after the last snapshot.
                     let from = reference.snapshot_index() + 1;
                     let Some(at) =
-                        reference.entries.iter().filter(|e| e.index >= from).map(|e| (e.index, e.term)).last()
+                        reference.0.entries.iter().filter(|e| e.index >= from).map(|e| (e.index, e.term)).last()
                     else {
                         continue;
                     };
@@ -216,7 +199,7 @@ fn round_trip_matches_the_reference_disk() {
                         at
                     } else {
                         let pick = rng.gen_range(from..=at.0);
-                        let e = reference.entries.iter().find(|e| e.index == pick).expect("contiguous log");
+                        let e = reference.0.entries.iter().find(|e| e.index == pick).expect("contiguous log");
                         (e.index, e.term)
                     };
                     let s = snapshot(index, term_at, format!("image at {index}").as_bytes());
