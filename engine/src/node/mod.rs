@@ -18,9 +18,14 @@
 //!
 //! Nothing is acknowledged before it is durable: raft-rs counts an entry as persisted (for
 //! commitment and elections) only once `handle_persisted` says so, committed entries are
-//! applied only after the persist carrying the commit index that covers them completed (so the
-//! commit index on disk never lags what was applied, raft-rs #392), and messages raft marks as
-//! "after persistence" (votes, follower acks) wait for it too. One persist is in flight at a
+//! applied only after the persist carrying the commit index that covers them completed, and
+//! messages raft marks as "after persistence" (votes, follower acks) wait for it too.
+//!
+//! A persist whose `must_sync` is false changes only the commit index, and the driver may skip
+//! its sync: the commit index on disk can then lag what was applied. That is safe — and raft-rs
+//! #392 ("applied out of range") cannot happen — because a restarted member's applied index is
+//! its snapshot's, which the log store lifts the commit index to; everything after it is
+//! re-applied from the log. One persist is in flight at a
 //! time: while the driver syncs, raft keeps stepping and the next persist grows — group commit.
 //!
 //! # Determinism

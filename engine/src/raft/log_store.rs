@@ -83,7 +83,12 @@ impl LogStore {
         // everything in a snapshot is committed.
         let mut hard_state = hard_state;
         hard_state.commit = hard_state.commit.max(store.base_index);
-        hard_state.term = hard_state.term.max(store.base_term);
+        if store.base_term > hard_state.term {
+            // A snapshot from a later term than the hard state on disk (its install was cut short
+            // before the hard state was written): we never voted in that term.
+            hard_state.term = store.base_term;
+            hard_state.vote = 0;
+        }
         store.hard_state = hard_state;
         Ok(store)
     }
