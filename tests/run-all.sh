@@ -10,14 +10,20 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "tools: etcdctl 3.4 for the end-to-end tests (Debian's etcd-client)"
-if ! command -v etcdctl >/dev/null 2>&1; then
-  as_root=""
+# Installs Debian package $2 when command $1 is missing (as root, or through sudo).
+install_if_missing() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  local as_root=""
   [ "$(id -u)" -eq 0 ] || as_root="sudo"
   $as_root apt-get update -qq
-  $as_root apt-get install -y -qq etcd-client
-fi
+  $as_root apt-get install -y -qq "$2"
+}
+
+step "tools: etcdctl 3.4 for the end-to-end tests, protoc for the etcd-client crate's build script"
+install_if_missing etcdctl etcd-client
+install_if_missing protoc protobuf-compiler
 ETCDCTL_API=3 etcdctl version | head -1
+protoc --version
 
 step "format check"
 cargo fmt --all -- --check
@@ -31,8 +37,10 @@ cargo test --workspace --locked
 step "benchmarks compile and run on a small store (figures are not checked)"
 DETCD_BENCH_KEYS=20000 cargo test --locked -p detcd-engine --benches
 
-step "the server (driver, services, protos) builds in the simulator world (RUSTFLAGS=--cfg madsim, target/madsim)"
-RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo build --locked -p detcd-server
+step "the simulator world (RUSTFLAGS=--cfg madsim, target/madsim): build, replay one seed twice, sweep seeds"
+RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo build --locked -p detcd-server -p detcd-sim
+target/madsim/debug/detcd-sim run --seed 1 --duration-s 10 --check-determinism
+target/madsim/debug/detcd-sim sweep --seeds 1..41 --duration-s 10
 
 step "engine stays sans-IO (no tokio, no std::fs/net/thread/env, no clock, no OS randomness)"
 # Code lines only: comments may name what the engine avoids.
