@@ -1,11 +1,29 @@
 //! # detcd-checks
 //!
-//! Jepsen-like checkers over recorded histories of etcd v3 clients. This crate will hold:
-//! a documented JSON-lines history format; a linearizability checker (Wing–Gong/Lowe search
-//! with memoisation and P-compositionality) with register and etcd models; watch-guarantee
-//! checks (ordered, unique, atomic, bookmarkable, reliable, resumable); Elle-style
-//! transaction-anomaly detection on list-append histories; an HTML report; and a recorder that
-//! drives any etcd v3 endpoint. It depends only on `detcd-proto`, so it can check histories of
-//! any etcd, not just detcd.
+//! Jepsen-like checkers over recorded histories of etcd v3 clients. It depends only on
+//! `detcd-proto`, so it can check histories of any etcd, not just detcd.
 //!
-//! Not built yet: the binary `detcd-check` says so and exits.
+//! What exists:
+//!
+//! - [`history`]: the history format — JSON lines, one client operation per line, documented
+//!   with examples — with its reader and writer.
+//! - [`linearizability`]: a Wing–Gong/Lowe search (porcupine's algorithm: memoisation of
+//!   (linearized set, model state), P-compositionality, indeterminate operations, a time
+//!   budget whose exhaustion gives `Unknown`), generic over a [`linearizability::Model`].
+//! - [`models`]: a per-key register model and an etcd model with the global revision (range,
+//!   put, delete, txn; header revisions checked). Leases, compaction and reads at a past
+//!   revision are not modelled yet: histories containing them are refused, not passed.
+//! - [`check`]: history → verdict, and the binary `detcd-check check FILE…`.
+//!
+//! Later parts (not built yet): the watch checks (ordered, unique, atomic, bookmarkable,
+//! reliable, resumable, prev_kv, filters — the format already records watch responses, which the
+//! linearizability checker skips), Elle-style transaction-anomaly detection on list-append
+//! histories, the HTML report, and the recorder that drives a live etcd endpoint.
+
+pub mod check;
+pub mod history;
+pub mod linearizability;
+pub mod models;
+
+pub use check::{check_history, CheckError, HistoryCheck, ModelKind};
+pub use linearizability::{CheckOptions, Verdict};

@@ -1,0 +1,203 @@
+//! From a recorded history to a linearizability verdict.
+//!
+//! [`check_history`] validates each operation, drops the `failed` ones (they certainly did not
+//! happen) and the watch lines (what watchers received is for the watch checks, a later part;
+//! [`HistoryCheck::watch_lines_skipped`] counts them so that reports can say so), refuses the
+//! history if the model cannot judge one of the remaining operations, and runs
+//! [`crate::linearizability::check`].
+//!
+//! # Pinning observed indeterminate writes
+//!
+//! An indeterminate write is optional to the search: it may have happened at any time after its
+//! call, or never, and trying all of that is what makes indeterminate operations expensive. But
+//! when a write is the only request in the whole history that writes a given value to a given key
+//! (recorders write unique values, as etcd's robustness tests and Jepsen do), then any `ok`
+//! response showing that key with that value (a range, a `prev_kv`, a txn's responses) proves the
+//! write happened, before that response came back. Such a write is *pinned*: it must be
+//! linearized, by the earliest return of a response that shows its value, with any output. This
+//! only states something every valid linearization already satisfies, so it changes no verdict,
+//! only the time to reach it. (etcd's robustness tests patch their histories the same way.)
+//! Writes whose value is seen before they were even called are left alone: the search then
+//! reports the violation.
+
+use std::fmt;
+use std::str::FromStr;
+
+use std::collections::BTreeMap;
+
+use crate::history::{KeyValue, Operation, Outcome, Request, Response, TxnOp, TxnOpResponse};
+use crate::linearizability::{self, CheckOptions, CheckResult, Op};
+use crate::models::{EtcdModel, HistoryModel, RegisterModel};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// [`RegisterModel`]: per-key registers, partitioned by key.
+    Register,
+    /// [`EtcdModel`]: the key space with the global revision, starting empty at revision 1.
+    Etcd,
+}
+
+impl FromStr for ModelKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "register" => Ok(ModelKind::Register),
+            "etcd" => Ok(ModelKind::Etcd),
+            _ => Err(format!("unknown model {s:?} (expected \"register\" or \"etcd\")")),
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelKind::Register => "register",
+            ModelKind::Etcd => "etcd",
+        })
+    }
+}
+
+/// Why a history could not be checked at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckError {
+    /// The operation's id: its position in the history, from 0 (line `id + 1` of a file).
+    pub id: usize,
+    pub message: String,
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op {} (line {}): {}", self.id, self.id + 1, self.message)
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryCheck {
+    pub result: CheckResult,
+    /// Operations in the history.
+    pub ops_total: usize,
+    /// `failed` operations, dropped.
+    pub failed_dropped: usize,
+    /// `watch` and `watch_response` lines, not checked here.
+    pub watch_lines_skipped: usize,
+    /// Indeterminate writes whose value a response showed (see the module docs).
+    pub indeterminate_pinned: usize,
+}
+
+/// Checks `ops` (a history, operation `i` having id `i`) for linearizability against `model`.
+pub fn check_history(ops: &[Operation], model: ModelKind, options: &CheckOptions) -> Result<HistoryCheck, CheckError> {
+    match model {
+        ModelKind::Register => check_with(&RegisterModel, ops, options),
+        ModelKind::Etcd => check_with(&EtcdModel::default(), ops, options),
+    }
+}
+
+/// [`check_history`] with any model of etcd requests.
+pub fn check_with<M: HistoryModel>(
+    model: &M,
+    ops: &[Operation],
+    options: &CheckOptions,
+) -> Result<HistoryCheck, CheckError> {
+    let mut failed_dropped = 0;
+    let mut watch_lines_skipped = 0;
+    let mut indeterminate_pinned = 0;
+    let pins = observed_by(ops);
+    let mut searched = Vec::with_capacity(ops.len());
+    for (id, op) in ops.iter().enumerate() {
+        // A history built in code has not been through the reader: validate here too, since
+        // an output of the wrong type would otherwise show up as a confusing violation.
+        op.validate().map_err(|message| CheckError { id, message })?;
+        if op.op.is_watch() {
+            watch_lines_skipped += 1;
+            continue;
+        }
+        if op.outcome == Outcome::Failed {
+            failed_dropped += 1;
+            continue;
+        }
+        model.supports(&op.op).map_err(|why| CheckError { id, message: format!("{}: {why}", op.op) })?;
+        let return_ns = match op.outcome {
+            Outcome::Ok => Some(op.return_ns),
+            Outcome::Indeterminate => {
+                let pin = written(&op.op).filter_map(|kv| pins.get(&kv).copied().flatten()).min();
+                let pin = pin.filter(|&seen_ns| seen_ns >= op.call_ns);
+                indeterminate_pinned += usize::from(pin.is_some());
+                pin
+            }
+            Outcome::Failed => unreachable!("dropped above"),
+        };
+        searched.push(Op {
+            id,
+            client: op.client,
+            call_ns: op.call_ns,
+            return_ns,
+            input: op.op.clone(),
+            output: op.output.clone(),
+        });
+    }
+    let result = linearizability::check(model, searched, options);
+    Ok(HistoryCheck { result, ops_total: ops.len(), failed_dropped, watch_lines_skipped, indeterminate_pinned })
+}
+
+/// A key and a value, as bytes.
+type KeyAndValue<'h> = (&'h [u8], &'h [u8]);
+
+/// The (key, value) pairs a request may write: its puts, in either branch of a txn.
+fn written(request: &Request) -> impl Iterator<Item = KeyAndValue<'_>> {
+    let (single, txn) = match request {
+        Request::Put(p) => (Some((p.key.as_slice(), p.value.as_slice())), None),
+        Request::Txn(t) => (None, Some(t.success.iter().chain(&t.failure))),
+        _ => (None, None),
+    };
+    let from_txn = txn.into_iter().flatten().filter_map(|op| match op {
+        TxnOp::Put(p) => Some((p.key.as_slice(), p.value.as_slice())),
+        _ => None,
+    });
+    single.into_iter().chain(from_txn)
+}
+
+/// The key-values an `ok` response shows as they were at some instant.
+fn shown(response: &Response) -> Vec<&KeyValue> {
+    let mut kvs = Vec::new();
+    match response {
+        Response::Range { kvs: found, .. } => kvs.extend(found),
+        Response::Put { prev_kv, .. } => kvs.extend(prev_kv),
+        Response::Delete { prev_kvs, .. } => kvs.extend(prev_kvs),
+        Response::Txn { responses, .. } => {
+            for r in responses {
+                match r {
+                    TxnOpResponse::Range { kvs: found } => kvs.extend(found),
+                    TxnOpResponse::Put { prev_kv } => kvs.extend(prev_kv),
+                    TxnOpResponse::Delete { prev_kvs, .. } => kvs.extend(prev_kvs),
+                }
+            }
+        }
+        _ => {}
+    }
+    kvs
+}
+
+/// For each (key, value) written by exactly one request of the history, the earliest return of
+/// an `ok` response that shows it (`None` if none does); pairs written more than once are absent.
+fn observed_by(ops: &[Operation]) -> BTreeMap<KeyAndValue<'_>, Option<u64>> {
+    let mut writers: BTreeMap<KeyAndValue<'_>, usize> = BTreeMap::new();
+    for op in ops {
+        for kv in written(&op.op) {
+            *writers.entry(kv).or_default() += 1;
+        }
+    }
+    let mut seen: BTreeMap<KeyAndValue<'_>, Option<u64>> =
+        writers.into_iter().filter(|&(_, n)| n == 1).map(|(kv, _)| (kv, None)).collect();
+    for op in ops {
+        let (Outcome::Ok, Some(output)) = (op.outcome, &op.output) else { continue };
+        for kv in shown(output) {
+            if let Some(first) = seen.get_mut(&(kv.key.as_slice(), kv.value.as_slice())) {
+                *first = Some(first.map_or(op.return_ns, |t| t.min(op.return_ns)));
+            }
+        }
+    }
+    seen
+}

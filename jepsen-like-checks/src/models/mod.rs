@@ -1,0 +1,40 @@
+//! Sequential models of etcd for the linearizability checker, over the history's own
+//! [`Request`] and [`Response`] types.
+//!
+//! - [`RegisterModel`]: each key is an independent register (value and version); histories of
+//!   single-key ranges, puts, deletes and single-key compare-and-set txns. Partitioned by key,
+//!   so large histories check fast. It knows nothing of revisions and checks none.
+//! - [`EtcdModel`]: the whole key space with etcd's global revision; ranges over key ranges,
+//!   puts, deletes, txns; every field of every response checked, header revisions included. One
+//!   partition.
+//!
+//! Neither models leases, compaction or reads at a past revision yet (a later part of the
+//! checker): [`HistoryModel::supports`] refuses such operations, so that a history containing them
+//! is an error rather than a silent pass.
+
+mod etcd;
+mod register;
+
+use std::cmp::Ordering;
+
+pub use etcd::{EtcdModel, EtcdState, KeyState};
+pub use register::{RegisterModel, RegisterState, RegisterValue};
+
+use crate::history::{CompareResult, Request, Response};
+use crate::linearizability::Model;
+
+/// A [`Model`] of etcd requests that says which requests it can judge.
+pub trait HistoryModel: Model<Input = Request, Output = Response> {
+    /// `Err(why)` when the model cannot judge `request`; the checker then refuses the history.
+    fn supports(&self, request: &Request) -> Result<(), String>;
+}
+
+/// Whether `ordering` (of the key's field against the compare's operand) satisfies `result`.
+fn compare_holds(result: CompareResult, ordering: Ordering) -> bool {
+    match result {
+        CompareResult::Equal => ordering == Ordering::Equal,
+        CompareResult::NotEqual => ordering != Ordering::Equal,
+        CompareResult::Greater => ordering == Ordering::Greater,
+        CompareResult::Less => ordering == Ordering::Less,
+    }
+}
