@@ -14,40 +14,31 @@ pub struct ClusterService {
     pub forwarder: std::sync::Arc<crate::forward::Forwarder>,
 }
 
-macro_rules! call {
-    ($self:ident, $req:ident, $variant:ident) => {{
-        match $self.handle.call(Request::$variant($req.into_inner())).await.map_err(status)? {
-            Response::$variant(r) => Ok(GrpcResponse::new(r)),
-            other => Err(unexpected(&other)),
-        }
-    }};
-}
-
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(&self, req: GrpcRequest<MemberAddRequest>) -> Result<GrpcResponse<MemberAddResponse>, Status> {
-        call!(self, req, MemberAdd)
+        call_node!(self, req, MemberAdd)
     }
 
     async fn member_remove(
         &self,
         req: GrpcRequest<MemberRemoveRequest>,
     ) -> Result<GrpcResponse<MemberRemoveResponse>, Status> {
-        call!(self, req, MemberRemove)
+        call_node!(self, req, MemberRemove)
     }
 
     async fn member_update(
         &self,
         req: GrpcRequest<MemberUpdateRequest>,
     ) -> Result<GrpcResponse<MemberUpdateResponse>, Status> {
-        call!(self, req, MemberUpdate)
+        call_node!(self, req, MemberUpdate)
     }
 
     async fn member_list(
         &self,
         req: GrpcRequest<MemberListRequest>,
     ) -> Result<GrpcResponse<MemberListResponse>, Status> {
-        call!(self, req, MemberList)
+        call_node!(self, req, MemberList)
     }
 
     async fn member_promote(

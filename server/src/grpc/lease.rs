@@ -27,20 +27,14 @@ impl Lease for LeaseService {
         &self,
         req: GrpcRequest<LeaseGrantRequest>,
     ) -> Result<GrpcResponse<LeaseGrantResponse>, Status> {
-        match self.handle.call(Request::LeaseGrant(req.into_inner())).await.map_err(status)? {
-            Response::LeaseGrant(r) => Ok(GrpcResponse::new(r)),
-            other => Err(unexpected(&other)),
-        }
+        call_node!(self, req, LeaseGrant)
     }
 
     async fn lease_revoke(
         &self,
         req: GrpcRequest<LeaseRevokeRequest>,
     ) -> Result<GrpcResponse<LeaseRevokeResponse>, Status> {
-        match self.handle.call(Request::LeaseRevoke(req.into_inner())).await.map_err(status)? {
-            Response::LeaseRevoke(r) => Ok(GrpcResponse::new(r)),
-            other => Err(unexpected(&other)),
-        }
+        call_node!(self, req, LeaseRevoke)
     }
 
     type LeaseKeepAliveStream = ChannelStream<LeaseKeepAliveResponse>;
@@ -115,9 +109,6 @@ impl Lease for LeaseService {
         &self,
         req: GrpcRequest<LeaseLeasesRequest>,
     ) -> Result<GrpcResponse<LeaseLeasesResponse>, Status> {
-        match self.handle.call(Request::LeaseLeases(req.into_inner())).await.map_err(status)? {
-            Response::LeaseLeases(r) => Ok(GrpcResponse::new(r)),
-            other => Err(unexpected(&other)),
-        }
+        call_node!(self, req, LeaseLeases)
     }
 }

@@ -1,6 +1,17 @@
 //! etcd's gRPC services, as thin as etcd's `v3rpc`: check, hand the request to the driver, map
 //! errors to etcd's status codes and exact messages. The node fills response headers.
 
+/// Hands a gRPC request to the driver as the node request of the same name, and unwraps the
+/// node's answer of that name (another kind of answer is a driver bug: `Internal`).
+macro_rules! call_node {
+    ($self:ident, $req:ident, $variant:ident) => {{
+        match $self.handle.call(detcd_engine::node::Request::$variant($req.into_inner())).await.map_err(status)? {
+            detcd_engine::node::Response::$variant(r) => Ok(tonic::Response::new(r)),
+            other => Err(unexpected(&other)),
+        }
+    }};
+}
+
 mod cluster;
 mod kv;
 mod lease;
