@@ -45,8 +45,6 @@ pub struct MemberStatus {
     pub applied_index: u64,
     pub revision: i64,
     pub is_learner: bool,
-    pub hash: u32,
-    pub compact_revision: i64,
 }
 
 pub enum Command {
@@ -158,6 +156,8 @@ pub struct Driver<S: Storage> {
     watch_backlog: BTreeMap<StreamId, VecDeque<WatchRequest>>,
     /// The member list the outbox last heard of.
     members_seen: Vec<detcd_proto::etcdserverpb::Member>,
+    /// The applied index at which the member list was last compared: it changes only by applies.
+    members_checked_at: u64,
 }
 
 impl<S: Storage> Driver<S> {
@@ -182,6 +182,7 @@ impl<S: Storage> Driver<S> {
             watch_streams: BTreeMap::new(),
             watch_backlog: BTreeMap::new(),
             members_seen: Vec::new(),
+            members_checked_at: 0,
         };
         (driver, Handle { commands: tx })
     }
@@ -190,8 +191,10 @@ impl<S: Storage> Driver<S> {
     pub async fn run(mut self) -> Result<(), String> {
         loop {
             self.carry_out_outputs()?;
-            let members = self.node.members();
-            if members != self.members_seen {
+            let applied = self.node.applied_index();
+            let members = if applied != self.members_checked_at { self.node.members() } else { Vec::new() };
+            self.members_checked_at = applied;
+            if !members.is_empty() && members != self.members_seen {
                 self.outbox.update_members(&members);
                 self.members_seen = members;
             }
@@ -261,7 +264,6 @@ impl<S: Storage> Driver<S> {
             }
             Command::Status { reply } => {
                 let store = self.node.store();
-                let hash = store.hash_kv(0).map(|h| h.hash).unwrap_or(0);
                 let _ = reply.send(MemberStatus {
                     member_id: self.node.id(),
                     cluster_id: self.node.cluster_id(),
@@ -271,8 +273,6 @@ impl<S: Storage> Driver<S> {
                     applied_index: self.node.applied_index(),
                     revision: store.current_revision(),
                     is_learner: self.node.learners().contains(&self.node.id()),
-                    hash,
-                    compact_revision: store.compact_revision(),
                 });
             }
         }

@@ -319,24 +319,17 @@ fn check_range(r: &RangeRequest) -> Result<(), String> {
     Ok(())
 }
 
-fn check_put(p: &PutRequest) -> Result<(), String> {
-    if p.lease != 0 {
-        return Err("a put with a lease: leases are not modelled yet".into());
-    }
-    Ok(())
-}
-
 impl HistoryModel for EtcdModel {
     fn supports(&self, request: &Request) -> Result<(), String> {
         match request {
             Request::Range(r) => check_range(r),
-            Request::Put(p) => check_put(p),
+            Request::Put(p) => super::check_put(p),
             Request::Delete(_) => Ok(()),
             Request::Txn(t) => {
                 for op in t.success.iter().chain(&t.failure) {
                     match op {
                         TxnOp::Range(r) => check_range(r)?,
-                        TxnOp::Put(p) => check_put(p)?,
+                        TxnOp::Put(p) => super::check_put(p)?,
                         TxnOp::Delete(_) => {}
                     }
                 }

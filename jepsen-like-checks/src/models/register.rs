@@ -63,13 +63,6 @@ fn check_range(r: &RangeRequest) -> Result<(), String> {
     Ok(())
 }
 
-fn check_put(p: &PutRequest) -> Result<(), String> {
-    if p.lease != 0 {
-        return Err("puts with a lease: leases are not modelled yet".into());
-    }
-    Ok(())
-}
-
 fn check_delete(d: &DeleteRequest) -> Result<(), String> {
     if !d.range_end.is_empty() {
         return Err("a delete over several keys (range_end set) spans registers".into());
@@ -261,7 +254,7 @@ impl HistoryModel for RegisterModel {
     fn supports(&self, request: &Request) -> Result<(), String> {
         match request {
             Request::Range(r) => check_range(r),
-            Request::Put(p) => check_put(p),
+            Request::Put(p) => super::check_put(p),
             Request::Delete(d) => check_delete(d),
             Request::Txn(t) => {
                 let Some(key) = key_of(request) else {
@@ -283,7 +276,7 @@ impl HistoryModel for RegisterModel {
                     }
                     match op {
                         TxnOp::Range(r) => check_range(r)?,
-                        TxnOp::Put(p) => check_put(p)?,
+                        TxnOp::Put(p) => super::check_put(p)?,
                         TxnOp::Delete(d) => check_delete(d)?,
                     }
                 }

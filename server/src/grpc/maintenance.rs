@@ -70,7 +70,9 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, _req: GrpcRequest<HashRequest>) -> Result<GrpcResponse<HashResponse>, Status> {
         let s = self.handle.status().await.map_err(status)?;
-        Ok(GrpcResponse::new(HashResponse { header: Some(header(&s)), hash: s.hash }))
+        // The store's hash is computed only when asked for (it walks the whole store).
+        let hash = self.handle.hash_kv(0).await.map_err(status)?;
+        Ok(GrpcResponse::new(HashResponse { header: Some(header(&s)), hash: hash.hash }))
     }
 
     /// The hash of the store's history up to a revision (0: the current one); the header
