@@ -47,6 +47,7 @@
 //! | `compact` | `revision`, `physical`? (bool) | `header_revision` |
 //! | `watch` | `watcher`, `key`, `range_end`?, `start_revision`?, `prev_kv`?, `progress_notify`?, `filters`? (`["no_put", "no_delete"]`) | `header_revision`, `watch_id` |
 //! | `watch_response` | `watcher` | `header_revision`, `watch_id`, `events`, `compact_revision`?, `canceled`?, `fragment`? |
+//! | `list_txn` | `ops` (micro-operations, below) | `header_revision`, `results` |
 //!
 //! A key-value (`kvs`, `prev_kv`, `prev_kvs`, an event's `kv`) is
 //! `{"key":"a","value":"1","create_revision":2,"mod_revision":5,"version":3,"lease":0}`
@@ -69,6 +70,15 @@
 //! response with no events. (The watch checks that read these lines are a later part; the
 //! linearizability checker skips them.)
 //!
+//! List-append transactions (`list_txn`, for the Elle-style transaction checks): each key holds a
+//! list of integers; `ops` is a list of `{"f":"append","key":"x","value":3}` (append 3 to x's list)
+//! and `{"f":"read","key":"x"}` (read x's whole list), run as one transaction. The output's
+//! `results` has one entry per micro-operation, in order: `null` for an append, the list read
+//! (`[1,3]`, `[]` for a key never written) for a read. How a recorder runs one on etcd is its own
+//! business (detcd's: read the keys, then one txn whose compares pin every key's `mod_revision`
+//! and whose success branch writes the appended lists as comma-separated decimals, retried when a
+//! compare fails); the checks read only these lines. Every appended value must be unique per key.
+//!
 //! # Examples
 //!
 //! ```json
@@ -79,6 +89,7 @@
 //! {"client":1,"call_ns":1000,"return_ns":1100,"op":{"type":"delete","key":"a","range_end":"\u0000"},"outcome":"failed","error":"etcdserver: too many requests"}
 //! {"client":4,"call_ns":50,"return_ns":60,"op":{"type":"watch","watcher":1,"key":"a","start_revision":1},"outcome":"ok","output":{"type":"watch","header_revision":1,"watch_id":0}}
 //! {"client":4,"call_ns":950,"return_ns":950,"op":{"type":"watch_response","watcher":1},"outcome":"ok","output":{"type":"watch_response","header_revision":2,"watch_id":0,"events":[{"type":"put","kv":{"key":"a","value":"1","create_revision":2,"mod_revision":2,"version":1}}]}}
+//! {"client":5,"call_ns":2000,"return_ns":2500,"op":{"type":"list_txn","ops":[{"f":"append","key":"x","value":3},{"f":"read","key":"y"}]},"outcome":"ok","output":{"type":"list_txn","header_revision":4,"results":[null,[1,2]]}}
 //! ```
 //!
 //! [`read_history`] / [`parse_history`] read a file (an error names the line) and check each line
@@ -257,6 +268,27 @@ pub enum Request {
     WatchResponse {
         watcher: u64,
     },
+    ListTxn {
+        ops: Vec<ListOp>,
+    },
+}
+
+/// One micro-operation of a `list_txn`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ListOp {
+    /// Appends `value` to the end of `key`'s list.
+    Append { key: Bytes, value: u64 },
+    /// Reads `key`'s whole list.
+    Read { key: Bytes },
+}
+
+impl ListOp {
+    pub fn key(&self) -> &Bytes {
+        match self {
+            ListOp::Append { key, .. } | ListOp::Read { key } => key,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -439,6 +471,11 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "is_false")]
         fragment: bool,
     },
+    ListTxn {
+        header_revision: i64,
+        /// One per micro-operation: `None` for an append, the list read for a read.
+        results: Vec<Option<Vec<u64>>>,
+    },
 }
 
 /// The response to one request of a txn branch.
@@ -491,6 +528,7 @@ impl Request {
             Request::Compact { .. } => "compact",
             Request::Watch(_) => "watch",
             Request::WatchResponse { .. } => "watch_response",
+            Request::ListTxn { .. } => "list_txn",
         }
     }
 
@@ -508,6 +546,11 @@ impl Request {
     pub fn is_watch(&self) -> bool {
         matches!(self, Request::Watch(_) | Request::WatchResponse { .. })
     }
+
+    /// List-append transactions are for the transaction-anomaly checks, not the models.
+    pub fn is_list_txn(&self) -> bool {
+        matches!(self, Request::ListTxn { .. })
+    }
 }
 
 impl Response {
@@ -523,6 +566,7 @@ impl Response {
             Response::Compact { .. } => "compact",
             Response::Watch { .. } => "watch",
             Response::WatchResponse { .. } => "watch_response",
+            Response::ListTxn { .. } => "list_txn",
         }
     }
 
@@ -537,7 +581,8 @@ impl Response {
             | Response::LeaseKeepalive { header_revision, .. }
             | Response::Compact { header_revision }
             | Response::Watch { header_revision, .. }
-            | Response::WatchResponse { header_revision, .. } => *header_revision,
+            | Response::WatchResponse { header_revision, .. }
+            | Response::ListTxn { header_revision, .. } => *header_revision,
         }
     }
 }
@@ -606,6 +651,20 @@ impl Operation {
                         response.type_name(),
                         op.type_name()
                     ));
+                }
+            }
+        }
+        if let (Request::ListTxn { ops }, Response::ListTxn { results, .. }) = (&self.op, output) {
+            if ops.len() != results.len() {
+                return Err(format!("the list_txn has {} micro-operations but {} results", ops.len(), results.len()));
+            }
+            for (i, (op, result)) in ops.iter().zip(results).enumerate() {
+                match (op, result) {
+                    (ListOp::Append { .. }, None) | (ListOp::Read { .. }, Some(_)) => {}
+                    (ListOp::Append { .. }, Some(_)) => {
+                        return Err(format!("result {i} answers an append: it is null"))
+                    }
+                    (ListOp::Read { .. }, None) => return Err(format!("result {i} answers a read: it is a list")),
                 }
             }
         }
@@ -808,6 +867,20 @@ impl fmt::Display for Request {
                 write!(f, " from {}", w.start_revision)
             }
             Request::WatchResponse { watcher } => write!(f, "watch_response #{watcher}"),
+            Request::ListTxn { ops } => {
+                f.write_str("list_txn [")?;
+                fmt_list(f, ops, ", ")?;
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ListOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListOp::Append { key, value } => write!(f, "append {key} {value}"),
+            ListOp::Read { key } => write!(f, "read {key}"),
         }
     }
 }
@@ -842,6 +915,16 @@ impl fmt::Display for Response {
             Response::WatchResponse { watch_id, events, .. } => {
                 write!(f, "watch id {watch_id}, {} events", events.len())
             }
+            Response::ListTxn { results, .. } => {
+                let shown: Vec<String> = results
+                    .iter()
+                    .map(|r| match r {
+                        None => "ok".to_string(),
+                        Some(list) => format!("{list:?}"),
+                    })
+                    .collect();
+                write!(f, "[{}]", shown.join(", "))
+            }
         }
     }
 }
@@ -857,13 +940,14 @@ mod tests {
 {"client":1,"call_ns":1000,"return_ns":1100,"op":{"type":"delete","key":"a","range_end":"\u0000"},"outcome":"failed","error":"etcdserver: too many requests"}
 {"client":4,"call_ns":50,"return_ns":60,"op":{"type":"watch","watcher":1,"key":"a","start_revision":1},"outcome":"ok","output":{"type":"watch","header_revision":1,"watch_id":0}}
 {"client":4,"call_ns":950,"return_ns":950,"op":{"type":"watch_response","watcher":1},"outcome":"ok","output":{"type":"watch_response","header_revision":2,"watch_id":0,"events":[{"type":"put","kv":{"key":"a","value":"1","create_revision":2,"mod_revision":2,"version":1}}]}}
+{"client":5,"call_ns":2000,"return_ns":2500,"op":{"type":"list_txn","ops":[{"f":"append","key":"x","value":3},{"f":"read","key":"y"}]},"outcome":"ok","output":{"type":"list_txn","header_revision":4,"results":[null,[1,2]]}}
 "#;
 
     /// The examples of the module docs (kept in step by hand) read, and write back identically.
     #[test]
     fn doc_examples_round_trip() {
         let ops = parse_history(EXAMPLES).unwrap();
-        assert_eq!(ops.len(), 7);
+        assert_eq!(ops.len(), 8);
         assert_eq!(ops[2].outcome, Outcome::Indeterminate);
         assert_eq!(
             ops[4].op,

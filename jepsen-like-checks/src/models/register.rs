@@ -289,6 +289,7 @@ impl HistoryModel for RegisterModel {
             Request::Watch(_) | Request::WatchResponse { .. } => {
                 Err(format!("{}: watches are for the watch checks, not a model", request.type_name()))
             }
+            Request::ListTxn { .. } => Err("list_txn: list-append transactions are for the transaction checks".into()),
         }
     }
 }
