@@ -17,6 +17,8 @@
 //! - [`check`]: history → verdict, and the binary `detcd-check check FILE…`.
 //! - [`workload`]: seeded clients of the etcd v3 gRPC API that record histories (register, txn,
 //!   list-append, watch, lease workloads); the same code runs under tokio and in the simulator.
+//! - `record` (not in a `--cfg madsim` build): runs workload clients against a live cluster,
+//!   behind `detcd-check record`.
 //!
 //! Later parts (not built yet): the watch checks (ordered, unique, atomic, bookmarkable,
 //! reliable, resumable, prev_kv, filters — the format already records watch responses, which the
@@ -27,6 +29,8 @@ pub mod check;
 pub mod history;
 pub mod linearizability;
 pub mod models;
+#[cfg(not(madsim))]
+pub mod record;
 pub mod workload;
 
 pub use check::{check_history, CheckError, HistoryCheck, ModelKind};
