@@ -51,6 +51,7 @@ pub(crate) async fn run(client: &mut Client) {
 }
 
 /// A key as read: its list and mod revision (0: absent).
+#[derive(Debug)]
 struct Read {
     list: Vec<u64>,
     mod_revision: i64,
@@ -154,4 +155,27 @@ fn parse(keys: &[Bytes], responses: &[TxnOpResponse]) -> Result<BTreeMap<Bytes, 
         return Err(format!("{} range responses for {} keys", responses.len(), keys.len()));
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::KeyValue;
+
+    fn holding(value: &str, mod_revision: i64) -> TxnOpResponse {
+        let kv =
+            KeyValue { key: "x".into(), value: value.into(), create_revision: 1, mod_revision, version: 1, lease: 0 };
+        TxnOpResponse::Range { kvs: vec![kv] }
+    }
+
+    #[test]
+    fn lists_are_comma_separated_and_absent_keys_empty() {
+        let keys: Vec<Bytes> = vec!["x".into(), "y".into()];
+        let state = parse(&keys, &[holding("3,1000000004", 7), TxnOpResponse::Range { kvs: vec![] }]).unwrap();
+        assert_eq!(state[&keys[0]].list, vec![3, 1000000004]);
+        assert_eq!(state[&keys[0]].mod_revision, 7);
+        assert_eq!((state[&keys[1]].list.len(), state[&keys[1]].mod_revision), (0, 0));
+        let garbage = parse(&keys[..1], &[holding("3,x", 7)]).unwrap_err();
+        assert!(garbage.contains("not a list of numbers"), "{garbage}");
+    }
 }

@@ -505,3 +505,59 @@ impl<T> tonic::codegen::tokio_stream::Stream for RequestStream<T> {
         self.0.poll_recv(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::parse_line;
+
+    #[test]
+    fn workload_names_round_trip() {
+        for w in Workload::ALL {
+            assert_eq!(w.to_string().parse::<Workload>(), Ok(w));
+        }
+        assert!("bank".parse::<Workload>().unwrap_err().contains("unknown workload"));
+    }
+
+    #[test]
+    fn prefix_ranges_end_past_the_prefix() {
+        assert_eq!(prefix_end(b"a/b/"), b"a/b0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+        assert_eq!(prefix_end(b""), vec![0]);
+    }
+
+    /// Every revision field moves by the base, zeros (absent, "latest", "now") stay, the rest of
+    /// the line does not change.
+    #[test]
+    fn revisions_are_recorded_relative_to_the_start() {
+        let at_etcd = parse_line(
+            r#"{"client":1,"call_ns":1,"return_ns":2,"op":{"type":"txn","compare":[{"key":"a","result":"equal","target":{"mod_revision":107}},{"key":"b","result":"equal","target":{"create_revision":0}}],"success":[{"type":"range","key":"a","revision":105}],"failure":[]},"outcome":"ok","output":{"type":"txn","header_revision":110,"succeeded":true,"responses":[{"type":"range","kvs":[{"key":"a","value":"7","create_revision":101,"mod_revision":105,"version":2,"lease":100}]}]}}"#,
+        )
+        .unwrap();
+        let recorder = Recorder::with_revision_base(100);
+        recorder.push(at_etcd);
+        let watch = parse_line(
+            r#"{"client":2,"call_ns":3,"return_ns":3,"op":{"type":"watch_response","watcher":1},"outcome":"ok","output":{"type":"watch_response","header_revision":120,"watch_id":0,"events":[],"compact_revision":104,"canceled":true}}"#,
+        )
+        .unwrap();
+        recorder.push(watch);
+        let lines: Vec<String> = recorder.into_ops().iter().map(Operation::to_json_line).collect();
+        assert_eq!(
+            lines[0],
+            r#"{"client":1,"call_ns":1,"return_ns":2,"op":{"type":"txn","compare":[{"key":"a","result":"equal","target":{"mod_revision":7}},{"key":"b","result":"equal","target":{"create_revision":0}}],"success":[{"type":"range","key":"a","revision":5}],"failure":[]},"outcome":"ok","output":{"type":"txn","header_revision":10,"succeeded":true,"responses":[{"type":"range","kvs":[{"key":"a","value":"7","create_revision":1,"mod_revision":5,"version":2,"lease":100}]}]}}"#
+        );
+        assert_eq!(
+            lines[1],
+            r#"{"client":2,"call_ns":3,"return_ns":3,"op":{"type":"watch_response","watcher":1},"outcome":"ok","output":{"type":"watch_response","header_revision":20,"watch_id":0,"events":[],"compact_revision":4,"canceled":true}}"#
+        );
+    }
+
+    #[test]
+    fn refusals_fail_and_the_rest_is_indeterminate() {
+        let refused = tonic::Status::out_of_range("etcdserver: mvcc: required revision has been compacted");
+        assert!(matches!(Failure::classify(&refused), Failure::Refused(e) if e.contains("compacted")));
+        let lost = tonic::Status::unavailable("etcdserver: leader changed");
+        assert!(matches!(Failure::classify(&lost), Failure::Unknown(e) if e.contains("leader changed")));
+    }
+}
