@@ -21,9 +21,14 @@
 //! histories, the HTML report, and the recorder that drives a live etcd endpoint.
 
 pub mod check;
+pub mod elle;
 pub mod history;
 pub mod linearizability;
 pub mod models;
+pub mod report;
+pub mod suite;
+pub mod watch;
 
 pub use check::{check_history, CheckError, HistoryCheck, ModelKind};
 pub use linearizability::{CheckOptions, Verdict};
+pub use suite::{check_all, SuiteOptions, Verdicts};
