@@ -275,12 +275,12 @@ fn open_watch_stream(
         let mut finished_tx = Some(finished_tx);
         let mut events = 0u64;
         loop {
-            let failure = match inbound.message().await {
+            let next = match inbound.message().await {
                 Ok(Some(response)) => Ok(response),
                 Ok(None) => Err("watch stream closed by the server".to_string()),
                 Err(status) => Err(error_message(&status)),
             };
-            let response = match failure {
+            let response = match next {
                 Ok(response) => response,
                 Err(message) => {
                     // Reported when the creates are still awaited; later, the missing events tell.
