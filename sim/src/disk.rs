@@ -24,6 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use detcd_server::disk::{Fs, FsFile};
 
+use crate::schedule::SplitMix;
+
 /// Of the bytes that survive a torn write, at most this many at its end are garbage: the sector
 /// the power cut in half. (The WAL's torn-tail repair recognises a damaged last record; garbage
 /// deeper in unsynced data would look like damage to synced data.)
@@ -66,28 +68,6 @@ fn power_failure() -> io::Error {
     io::Error::other("the power failed (simulated)")
 }
 
-/// A small deterministic generator (SplitMix64) for the damage a power loss does; seeded by
-/// the caller from the run's seed.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
-
 impl SimFs {
     pub fn new() -> SimFs {
         SimFs::default()
@@ -106,6 +86,13 @@ impl SimFs {
     /// The next sync (of a file or a directory) fails and makes nothing durable.
     pub fn fail_next_sync(&self) {
         self.state().fail_next_sync = true;
+    }
+
+    /// Takes back an armed power failure or sync failure that has not struck.
+    pub fn disarm(&self) {
+        let mut state = self.state();
+        state.power_fails_in = None;
+        state.fail_next_sync = false;
     }
 
     /// Whether an armed power failure happened (the member must be killed and power-cycled).
@@ -138,14 +125,14 @@ impl SimFs {
         for file in state.files.values_mut() {
             let synced_len = file.synced.len();
             let appended_only = file.data.len() > synced_len && file.data[..synced_len] == file.synced[..];
-            if appended_only && rng.below(2) == 0 {
+            if appended_only && rng.range(0, 2) == 0 {
                 let unsynced = file.data.len() - synced_len;
-                let kept = rng.below(unsynced as u64 + 1) as usize;
+                let kept = rng.range(0, unsynced as u64 + 1) as usize;
                 let mut data = file.data[..synced_len + kept].to_vec();
                 let garbage = kept.min(TORN_GARBAGE_BYTES_MAX);
-                if garbage > 0 && rng.below(4) == 0 {
-                    let at = data.len() - 1 - rng.below(garbage as u64) as usize;
-                    data[at] ^= 1 << rng.below(8);
+                if garbage > 0 && rng.range(0, 4) == 0 {
+                    let at = data.len() - 1 - rng.range(0, garbage as u64) as usize;
+                    data[at] ^= 1 << rng.range(0, 8);
                 }
                 if kept > 0 {
                     torn += 1;
@@ -178,10 +165,10 @@ impl SimFs {
         if candidates.is_empty() {
             return None;
         }
-        let (path, id) = candidates[rng.below(candidates.len() as u64) as usize].clone();
+        let (path, id) = candidates[rng.range(0, candidates.len() as u64) as usize].clone();
         let file = state.files.get_mut(&id).expect("a candidate exists");
-        let at = rng.below(file.synced.len() as u64) as usize;
-        let bit = 1 << rng.below(8);
+        let at = rng.range(0, file.synced.len() as u64) as usize;
+        let bit = 1 << rng.range(0, 8);
         file.synced[at] ^= bit;
         if at < file.data.len() {
             file.data[at] ^= bit;
