@@ -11,7 +11,7 @@
 //!   may drop the dirty pages of a failed fsync), and the member must stop;
 //! - cut the power ([`SimFs::power_loss`]): the visible view is rebuilt from the durable one;
 //!   of each file's unsynced appended bytes a prefix may survive (a torn write), whose last
-//!   bytes may be garbage (a torn sector);
+//!   bytes may read as zeros (a torn sector);
 //! - flip a bit in synced data of an old WAL segment ([`SimFs::corrupt_old_wal_segment`]), which
 //!   recovery must refuse to start from.
 //!
@@ -26,10 +26,14 @@ use detcd_server::disk::{Fs, FsFile};
 
 use crate::schedule::SplitMix;
 
-/// Of the bytes that survive a torn write, at most this many at its end are garbage: the sector
-/// the power cut in half. (The WAL's torn-tail repair recognises a damaged last record; garbage
-/// deeper in unsynced data would look like damage to synced data.)
-pub const TORN_GARBAGE_BYTES_MAX: usize = 4;
+/// Of the bytes that survive a torn write, at most this many at its end read as zeros: the
+/// sector the power cut in half, whose end never reached the platter.
+///
+/// Torn writes are the damage unsynced data suffers here, not bit flips: nothing can tell a
+/// flipped bit in an unsynced record followed by more records from damage to synced data, so
+/// etcd and detcd alike refuse to start from it. Bit flips in synced data are their own fault
+/// ([`SimFs::corrupt_old_wal_segment`]).
+pub const TORN_ZEROED_BYTES_MAX: usize = 16;
 
 #[derive(Debug, Clone, Default)]
 struct Content {
@@ -109,7 +113,7 @@ impl SimFs {
     }
 
     /// Power loss: what was not synced is lost, except that a prefix of each file's unsynced
-    /// appended bytes may survive, its last bytes possibly garbage. Disarms the faults; handles
+    /// appended bytes may survive, its last bytes possibly zeros. Disarms the faults; handles
     /// opened before are dead. Returns how many files kept torn unsynced bytes.
     pub fn power_loss(&self, seed: u64) -> usize {
         let mut rng = SplitMix(seed);
@@ -129,11 +133,9 @@ impl SimFs {
                 let unsynced = file.data.len() - synced_len;
                 let kept = rng.range(0, unsynced as u64 + 1) as usize;
                 let mut data = file.data[..synced_len + kept].to_vec();
-                let garbage = kept.min(TORN_GARBAGE_BYTES_MAX);
-                if garbage > 0 && rng.range(0, 4) == 0 {
-                    let at = data.len() - 1 - rng.range(0, garbage as u64) as usize;
-                    data[at] ^= 1 << rng.range(0, 8);
-                }
+                let zeroed = rng.range(0, kept.min(TORN_ZEROED_BYTES_MAX) as u64 + 1) as usize;
+                let len = data.len();
+                data[len - zeroed..].fill(0);
                 if kept > 0 {
                     torn += 1;
                 }

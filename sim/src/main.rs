@@ -51,7 +51,7 @@ mod cli {
     pub const USAGE: &str = "\
 usage:
   detcd-sim run --seed N [--nodes 3|5] [--clients 3] [--duration 20s] [--faults all|none|KIND,…]
-                [--workload register] [--schedule FILE] [--drop-events I,J,…] [--print-schedule]
+                [--workload register] [--schedule FILE] [--drop-events I,J,…] [--print-schedule] [--verbose]
                 [--check-determinism]
   detcd-sim sweep --seeds A..B [--jobs 2] [the run flags]
   detcd-sim shrink --seed N [the run flags]
@@ -283,6 +283,12 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
             report.operations, report.acknowledged_writes, report.acks_compacted
         );
         println!("wall time {:.2}s", wall.as_secs_f64());
+        if has(args, "--verbose") {
+            println!("what happened:");
+            for line in &report.fault_log {
+                println!("  {line}");
+            }
+        }
         let hash = format!("{:016x}", report.trace_hash);
         match report.failure {
             None => {
@@ -291,9 +297,11 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
                 Ok(ExitCode::SUCCESS)
             }
             Some(failure) => {
-                println!("what happened:");
-                for line in &report.fault_log {
-                    println!("  {line}");
+                if !has(args, "--verbose") {
+                    println!("what happened:");
+                    for line in &report.fault_log {
+                        println!("  {line}");
+                    }
                 }
                 println!("verdict: FAILED: {failure}");
                 println!("trace hash {hash}");

@@ -29,7 +29,7 @@ use crate::schedule::{Event, Fault, Schedule, ARM_WINDOW_MS};
 pub const CLOCK_DRIFT_PPM_MAX: i64 = 1_000;
 /// WAL segments in the simulation are small, so that rollovers, the deletion of old segments
 /// and damage to old segments all happen within a short run.
-pub const SIM_WAL_SEGMENT_BYTES_MAX: u64 = 64 * 1024;
+pub const SIM_WAL_SEGMENT_BYTES_MAX: u64 = 8 * 1024;
 /// The liveness phase: how long members get to converge once every fault is healed.
 pub const CONVERGE_ATTEMPTS_MAX: usize = 60;
 pub const CONVERGE_POLL: Duration = Duration::from_millis(500);

@@ -413,6 +413,10 @@ impl Schedule {
         for &kind in &on {
             let gap_ms = rng.range(GAP_MS_MIN, GAP_MS_MAX);
             let mut at_ms = rng.range(0, gap_ms);
+            if kind == FaultKind::Corrupt {
+                // Late, once the member has old WAL segments to damage.
+                at_ms = rng.range(o.duration_ms / 2, o.duration_ms);
+            }
             while at_ms < o.duration_ms {
                 let for_ms = rng.range(WINDOW_MS_MIN, WINDOW_MS_MAX);
                 let member = rng.range(0, n as u64) as usize;
