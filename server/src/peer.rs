@@ -43,6 +43,9 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Largest snapshot a member accepts: 16 GiB (twice etcd's suggested largest quota).
 pub const SNAPSHOT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+/// etcd's answer to a removed member's messages (rafthttp's errMemberRemoved); the removed
+/// member stops on hearing it.
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -135,7 +138,16 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
                 break;
             }
         }
-        call.abort();
+        if call.is_finished() {
+            if let Ok(Err(status)) = call.await {
+                if status.message() == MEMBER_REMOVED {
+                    let _ = handle.send(Command::RemovedFromCluster { by: to }).await;
+                    return;
+                }
+            }
+        } else {
+            call.abort();
+        }
         tracing::debug!(to, %url, "peer stream ended; reconnecting");
     }
 }
@@ -216,6 +228,9 @@ impl Peer for PeerService {
                     "detcd: peer {} belongs to cluster {:x}, not {:x}",
                     batch.from, batch.cluster_id, self.cluster_id
                 )));
+            }
+            if self.handle.is_removed_member(batch.from) {
+                return Err(Status::failed_precondition(MEMBER_REMOVED));
             }
             if batch.to != self.member_id {
                 return Err(Status::failed_precondition(format!(

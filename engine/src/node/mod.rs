@@ -380,6 +380,11 @@ impl Node {
         self.membership.list()
     }
 
+    /// The ids of members removed from the cluster (as of the applied index), ascending.
+    pub fn removed_member_ids(&self) -> Vec<u64> {
+        self.membership.removed_ids()
+    }
+
     pub fn lessor(&self) -> &Lessor {
         &self.lessor
     }
@@ -1042,6 +1047,7 @@ fn encode_image(
         keys: store.to_key_images(),
         leases: lessor.to_images(),
         members: membership.list(),
+        removed_member_ids: membership.removed_ids(),
         cluster_id,
     }
     .encode_to_vec()
@@ -1051,5 +1057,5 @@ fn decode_image(data: &[u8], min_ttl_s: i64) -> Result<(Store, Membership, Lesso
     let image = StateImage::decode(data).map_err(|e| format!("state image does not decode: {e}"))?;
     let store = Store::from_key_images(image.current_revision, image.compact_revision, image.keys)?;
     let lessor = Lessor::restore(&image.leases, store.live_leased_keys(), min_ttl_s);
-    Ok((store, Membership::from_list(image.members), lessor))
+    Ok((store, Membership::from_list(image.members, image.removed_member_ids), lessor))
 }
