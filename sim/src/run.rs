@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use detcd_proto::etcdserverpb::cluster_client::ClusterClient;
 use detcd_proto::etcdserverpb::kv_client::KvClient;
 use detcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use detcd_proto::etcdserverpb::{
-    CompactionRequest, HashKvRequest, MoveLeaderRequest, PutRequest, RangeRequest, StatusRequest,
+    CompactionRequest, HashKvRequest, MemberListRequest, MemberRemoveRequest, MoveLeaderRequest, PutRequest,
+    RangeRequest, StatusRequest,
 };
 use detcd_server::clock::Clock;
 use detcd_server::config::ServerConfig;
@@ -35,6 +37,9 @@ pub const CONVERGE_ATTEMPTS_MAX: usize = 60;
 pub const CONVERGE_POLL: Duration = Duration::from_millis(500);
 /// The liveness phase's writes: at least one of these must succeed after healing.
 pub const LIVENESS_WRITES: usize = 10;
+/// Why a member's `serve` returned Ok: it was removed from the cluster (it has no other way to
+/// stop in the simulation).
+const STOPPED: &str = "stopped: removed from the cluster";
 /// Client deadline per operation.
 pub const CLIENT_OP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -127,8 +132,11 @@ struct World {
     handle: Handle,
     members: Vec<Member>,
     record: Arc<Mutex<Record>>,
-    /// Members taken down for good (a corrupt WAL they rightly refused to start from).
+    /// Members taken down for good (a corrupt WAL they rightly refused to start from) or
+    /// removed from the cluster.
     gone: Mutex<BTreeSet<usize>>,
+    /// Members a MemberRemove was sent for (it may have been applied even if the call failed).
+    removing: Mutex<BTreeSet<usize>>,
     /// The simulated start, for times in the fault log.
     start: tokio::time::Instant,
 }
@@ -329,6 +337,38 @@ impl World {
                     }
                 }
             }
+            Fault::RemoveMember { member } => {
+                let id = self.members[member].id;
+                lock(&self.removing).insert(member);
+                let gone = lock(&self.gone).clone();
+                let mut outcome = "no member reachable".to_string();
+                for other in (0..self.members.len()).filter(|&o| o != member && !gone.contains(&o)) {
+                    let Ok(Ok(mut c)) =
+                        tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other)))
+                            .await
+                    else {
+                        continue;
+                    };
+                    match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_remove(MemberRemoveRequest { id })).await {
+                        Ok(Ok(_)) => {
+                            outcome = format!("removed through m{}", other + 1);
+                            break;
+                        }
+                        Ok(Err(e)) => outcome = format!("m{} refused: {}", other + 1, e.message()),
+                        Err(_) => outcome = format!("timed out at m{}", other + 1),
+                    }
+                }
+                self.log(format!("remove m{}: {outcome}", member + 1));
+                if outcome.starts_with("removed") {
+                    // It stops once it applies its removal or a peer refuses its messages. Then an
+                    // operator restarts it by mistake, from its old data: it must stop again.
+                    if self.wait_for(ARM_WINDOW_MS, || self.exit_of(member).is_some()).await {
+                        self.log(format!("m{} stopped: {}", member + 1, self.exit_of(member).unwrap_or_default()));
+                        self.handle.restart(nodes[member]);
+                        self.log(format!("restarted the removed m{} from its old data", member + 1));
+                    }
+                }
+            }
             Fault::MoveLeader { to } => {
                 let Some(leader) = self.leader().await else {
                     return self.log("no leader to move".into());
@@ -400,7 +440,10 @@ impl World {
             }
             self.handle.resume(m.node);
             m.fs.disarm();
-            if !gone.contains(&i) && self.exit_of(i).is_some() {
+            let exit = self.exit_of(i);
+            // `serve` returns Ok ("stopped") only when the member was removed: that one stays
+            // stopped.
+            if !gone.contains(&i) && exit.is_some() && exit.as_deref() != Some(STOPPED) {
                 // Stopped on its own (a failure the injector did not restart): power-cycle it.
                 self.kill(i, true);
                 self.restart(i);
@@ -458,7 +501,7 @@ async fn simulate(o: Options) -> Report {
                         Err(e) => Err(e.to_string()),
                     };
                     let why = match result {
-                        Ok(()) => "stopped".to_string(),
+                        Ok(()) => STOPPED.to_string(),
                         Err(e) => e,
                     };
                     tracing::warn!("member stopped: {why}");
@@ -470,8 +513,14 @@ async fn simulate(o: Options) -> Report {
     }
 
     let record = Arc::new(Mutex::new(Record::default()));
-    let world =
-        Arc::new(World { handle: handle.clone(), members, record: record.clone(), gone: Default::default(), start });
+    let world = Arc::new(World {
+        handle: handle.clone(),
+        members,
+        record: record.clone(),
+        gone: Default::default(),
+        removing: Default::default(),
+        start,
+    });
     let stop_at = start + o.duration;
     let mut clients = Vec::new();
     for c in 0..o.clients {
@@ -595,11 +644,13 @@ async fn client(c: usize, members: usize, stop_at: tokio::time::Instant, record:
 /// members converge to equal hashes at the same revision, and every acknowledged write is in
 /// every member's history at its revision (those below the compacted revision excepted: the
 /// equal hashes vouch for them). The first violation found and how many acks were compacted.
-async fn check(world: &World, live: &[usize], acks: Vec<Ack>, compacted: i64) -> (Option<String>, usize) {
+async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i64) -> (Option<String>, usize) {
+    let removing = lock(&world.removing).clone();
+    let asked: Vec<usize> = candidates.iter().copied().filter(|i| !removing.contains(i)).collect();
     // Progress: some write succeeds through some member.
     let mut progressed = false;
     for attempt in 0..LIVENESS_WRITES {
-        let target = live[attempt % live.len()];
+        let target = asked[attempt % asked.len()];
         let Ok(Ok(mut kv)) = tokio::time::timeout(Duration::from_secs(1), KvClient::connect(client_url(target))).await
         else {
             tokio::time::sleep(CONVERGE_POLL).await;
@@ -616,6 +667,29 @@ async fn check(world: &World, live: &[usize], acks: Vec<Ack>, compacted: i64) ->
     if !progressed {
         return (Some(format!("no write succeeded in {LIVENESS_WRITES} attempts after every fault healed")), 0);
     }
+    // Which removals took effect: the cluster's member list says.
+    let mut removed = Vec::new();
+    if !removing.is_empty() {
+        let mut list = None;
+        for &i in asked.iter().cycle().take(LIVENESS_WRITES) {
+            let Ok(Ok(mut c)) =
+                tokio::time::timeout(Duration::from_secs(1), ClusterClient::connect(client_url(i))).await
+            else {
+                continue;
+            };
+            let req = MemberListRequest { linearizable: true };
+            if let Ok(Ok(r)) = tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_list(req)).await {
+                list = Some(r.into_inner().members.into_iter().map(|m| m.id).collect::<BTreeSet<u64>>());
+                break;
+            }
+        }
+        let Some(ids) = list else {
+            return (Some("no member answered a linearizable member list after every fault healed".into()), 0);
+        };
+        removed = removing.iter().copied().filter(|&i| !ids.contains(&world.members[i].id)).collect();
+    }
+    let live: Vec<usize> = candidates.iter().copied().filter(|i| !removed.contains(i)).collect();
+    let live = &live[..];
     let mut agreed = false;
     let mut last = String::new();
     for _ in 0..CONVERGE_ATTEMPTS_MAX {
@@ -644,6 +718,12 @@ async fn check(world: &World, live: &[usize], acks: Vec<Ack>, compacted: i64) ->
     for &i in live {
         if let Some(exit) = world.exit_of(i) {
             return (Some(format!("m{} is not running after the faults: {exit}", i + 1)), 0);
+        }
+    }
+    for &i in &removed {
+        // etcd's removed member stops (it learns of it from the entry, or from its peers).
+        if world.exit_of(i).is_none() {
+            return (Some(format!("m{} was removed from the cluster but still runs", i + 1)), 0);
         }
     }
     if !agreed {

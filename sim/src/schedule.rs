@@ -37,12 +37,14 @@ pub enum FaultKind {
     Corrupt,
     /// Leadership moved on purpose (Maintenance.MoveLeader).
     MoveLeader,
+    /// A member removed from the cluster (Cluster.MemberRemove): its process must stop.
+    Membership,
     /// The KV history compacted at a recent revision.
     Compact,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Partition,
         FaultKind::OneWay,
         FaultKind::IsolateLeader,
@@ -54,6 +56,7 @@ impl FaultKind {
         FaultKind::Fsync,
         FaultKind::Corrupt,
         FaultKind::MoveLeader,
+        FaultKind::Membership,
         FaultKind::Compact,
     ];
 
@@ -70,6 +73,7 @@ impl FaultKind {
             FaultKind::Fsync => "fsync",
             FaultKind::Corrupt => "corrupt",
             FaultKind::MoveLeader => "move-leader",
+            FaultKind::Membership => "membership",
             FaultKind::Compact => "compact",
         }
     }
@@ -153,6 +157,9 @@ pub enum Fault {
     MoveLeader {
         to: usize,
     },
+    RemoveMember {
+        member: usize,
+    },
     /// Compact at `back` revisions before the current one.
     Compact {
         back: u64,
@@ -173,6 +180,7 @@ impl Fault {
             Fault::SyncFailure { .. } => FaultKind::Fsync,
             Fault::CorruptWal { .. } => FaultKind::Corrupt,
             Fault::MoveLeader { .. } => FaultKind::MoveLeader,
+            Fault::RemoveMember { .. } => FaultKind::Membership,
             Fault::Compact { .. } => FaultKind::Compact,
         }
     }
@@ -190,9 +198,11 @@ impl Fault {
             | Fault::Pause { for_ms, .. }
             | Fault::PowerFailure { for_ms, .. }
             | Fault::SyncFailure { for_ms, .. } => Some(for_ms),
-            Fault::ClockJump { .. } | Fault::CorruptWal { .. } | Fault::MoveLeader { .. } | Fault::Compact { .. } => {
-                None
-            }
+            Fault::ClockJump { .. }
+            | Fault::CorruptWal { .. }
+            | Fault::MoveLeader { .. }
+            | Fault::RemoveMember { .. }
+            | Fault::Compact { .. } => None,
         }
     }
 
@@ -203,7 +213,8 @@ impl Fault {
             | Fault::Pause { member, .. }
             | Fault::PowerFailure { member, .. }
             | Fault::SyncFailure { member, .. }
-            | Fault::CorruptWal { member } => Some(*member),
+            | Fault::CorruptWal { member }
+            | Fault::RemoveMember { member } => Some(*member),
             _ => None,
         }
     }
@@ -246,6 +257,7 @@ impl fmt::Display for Event {
             Fault::SyncFailure { member, for_ms } => write!(f, " member={} for={for_ms}ms", m(*member)),
             Fault::CorruptWal { member } => write!(f, " member={}", m(*member)),
             Fault::MoveLeader { to } => write!(f, " to={}", m(*to)),
+            Fault::RemoveMember { member } => write!(f, " remove={}", m(*member)),
             Fault::Compact { back } => write!(f, " back={back}"),
         }
     }
@@ -300,6 +312,7 @@ impl FromStr for Event {
             "fsync" => Fault::SyncFailure { member: of("member")?, for_ms: ms("for")? },
             "corrupt" => Fault::CorruptWal { member: of("member")? },
             "move-leader" => Fault::MoveLeader { to: of("to")? },
+            "membership" => Fault::RemoveMember { member: of("remove")? },
             "compact" => Fault::Compact { back: ms("back")? },
             other => return Err(format!("unknown fault kind {other:?}")),
         };
@@ -379,8 +392,9 @@ pub const LATENCY_MS_MAX: u64 = 300;
 pub const LOSS_PERMILLE_MAX: u64 = 100;
 /// An armed power failure strikes within this many file-system operations.
 pub const POWER_AFTER_OPS_MAX: u64 = 60;
-/// Corrupting a member's WAL takes it down for good: at most once per run.
-pub const CORRUPTIONS_MAX: usize = 1;
+/// Corrupting a member's WAL or removing it takes it away for good: at most once per run, so
+/// that a majority is left to make progress with.
+pub const MEMBERS_LOST_MAX: usize = 1;
 
 /// What a seed's schedule is drawn from.
 #[derive(Debug, Clone)]
@@ -402,18 +416,18 @@ impl Schedule {
         if on.is_empty() && !o.kinds.is_empty() {
             on.push(o.kinds[rng.range(0, o.kinds.len() as u64) as usize]);
         }
-        // A corrupted member is down for good: drawn first, the other process faults are
-        // fitted around it (drawn after them it would rarely find a free member to the end).
-        on.sort_by_key(|&k| k != FaultKind::Corrupt);
+        // A corrupted or removed member is gone for good: drawn first, the other process faults
+        // are fitted around it (drawn after them it would rarely find a free member to the end).
+        on.sort_by_key(|&k| !matches!(k, FaultKind::Corrupt | FaultKind::Membership));
         let n = o.members;
         let mut events = Vec::new();
         // (member, from, until) of faults that stop a process.
         let mut stopped: Vec<(usize, u64, u64)> = Vec::new();
-        let mut corruptions = 0;
+        let mut lost = 0;
         for &kind in &on {
             let gap_ms = rng.range(GAP_MS_MIN, GAP_MS_MAX);
             let mut at_ms = rng.range(0, gap_ms);
-            if kind == FaultKind::Corrupt {
+            if matches!(kind, FaultKind::Corrupt | FaultKind::Membership) {
                 // Late, once the member has old WAL segments to damage.
                 at_ms = rng.range(o.duration_ms / 2, o.duration_ms);
             }
@@ -452,11 +466,9 @@ impl Schedule {
                         Some(Fault::PowerFailure { member, after_ops: rng.range(0, POWER_AFTER_OPS_MAX), for_ms })
                     }
                     FaultKind::Fsync => Some(Fault::SyncFailure { member, for_ms }),
-                    FaultKind::Corrupt if corruptions < CORRUPTIONS_MAX => {
-                        corruptions += 1;
-                        Some(Fault::CorruptWal { member })
-                    }
-                    FaultKind::Corrupt => None,
+                    FaultKind::Corrupt | FaultKind::Membership if lost >= MEMBERS_LOST_MAX => None,
+                    FaultKind::Corrupt => Some(Fault::CorruptWal { member }),
+                    FaultKind::Membership => Some(Fault::RemoveMember { member }),
                     FaultKind::MoveLeader => Some(Fault::MoveLeader { to: member }),
                     FaultKind::Compact => Some(Fault::Compact { back: rng.range(0, 50) }),
                 };
@@ -475,6 +487,7 @@ impl Schedule {
                         }
                     };
                     if ok {
+                        lost += matches!(fault, Fault::CorruptWal { .. } | Fault::RemoveMember { .. }) as usize;
                         events.push(Event { at_ms, fault });
                     }
                 }
@@ -518,7 +531,7 @@ impl Schedule {
 pub fn stopped_interval(event: &Event) -> Option<(usize, u64, u64)> {
     let m = event.fault.process_member()?;
     let until = match event.fault {
-        Fault::CorruptWal { .. } => u64::MAX,
+        Fault::CorruptWal { .. } | Fault::RemoveMember { .. } => u64::MAX,
         Fault::PowerFailure { for_ms, .. } | Fault::SyncFailure { for_ms, .. } => event.at_ms + ARM_WINDOW_MS + for_ms,
         Fault::Crash { for_ms, .. } | Fault::Pause { for_ms, .. } => event.at_ms + for_ms,
         _ => event.at_ms,
