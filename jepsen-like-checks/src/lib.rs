@@ -1,7 +1,8 @@
 //! # detcd-checks
 //!
-//! Jepsen-like checkers over recorded histories of etcd v3 clients. It depends only on
-//! `detcd-proto`, so it can check histories of any etcd, not just detcd.
+//! Jepsen-like checkers over recorded histories of etcd v3 clients. Of detcd it uses only
+//! `detcd-proto` (and the recorder talks plain etcd v3 gRPC), so it can record and check
+//! histories of any etcd, not just detcd.
 //!
 //! What exists:
 //!
@@ -14,16 +15,28 @@
 //!   put, delete, txn; header revisions checked). Leases, compaction and reads at a past
 //!   revision are not modelled yet: histories containing them are refused, not passed.
 //! - [`check`]: history → verdict, and the binary `detcd-check check FILE…`.
+//! - [`workload`]: seeded clients of the etcd v3 gRPC API that record histories (register, txn,
+//!   list-append, watch, lease workloads); the same code runs under tokio and in the simulator.
+//! - `record` (not in a `--cfg madsim` build): runs workload clients against a live cluster,
+//!   behind `detcd-check record`.
 //!
 //! Later parts (not built yet): the watch checks (ordered, unique, atomic, bookmarkable,
 //! reliable, resumable, prev_kv, filters — the format already records watch responses, which the
 //! linearizability checker skips), Elle-style transaction-anomaly detection on list-append
-//! histories, the HTML report, and the recorder that drives a live etcd endpoint.
+//! histories and the HTML report.
 
 pub mod check;
+pub mod elle;
 pub mod history;
 pub mod linearizability;
 pub mod models;
+#[cfg(not(madsim))]
+pub mod record;
+pub mod report;
+pub mod suite;
+pub mod watch;
+pub mod workload;
 
 pub use check::{check_history, CheckError, HistoryCheck, ModelKind};
 pub use linearizability::{CheckOptions, Verdict};
+pub use suite::{check_all, SuiteOptions, Verdicts};
