@@ -45,13 +45,17 @@ mod cli {
     use std::sync::{mpsc, Arc};
     use std::time::{Duration, Instant};
 
+    use detcd_checks::linearizability::CheckOptions;
+    use detcd_checks::suite::{check_all, SuiteOptions};
+    use detcd_checks::workload::Workload;
+    use detcd_checks::{history, report, ModelKind};
     use detcd_sim::run::{read_schedule, Options};
     use detcd_sim::schedule::{FaultKind, Schedule, ScheduleOptions};
 
     pub const USAGE: &str = "\
 usage:
   detcd-sim run --seed N [--nodes 3|5] [--clients 3] [--duration 20s] [--faults all|none|KIND,…]
-                [--workload register] [--schedule FILE] [--drop-events I,J,…] [--print-schedule] [--verbose]
+                [--workload register,txn,append,watch|all (adds lease)] [--out-dir target/detcd-sim] [--schedule FILE] [--drop-events I,J,…] [--print-schedule] [--verbose]
                 [--check-determinism]
   detcd-sim sweep --seeds A..B [--jobs 2] [the run flags]
   detcd-sim shrink --seed N [the run flags]
@@ -59,8 +63,14 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
              corrupt, move-leader, compact (the seed turns each allowed kind on or off)
 --members and --duration-s N are aliases of --nodes and --duration Ns.";
 
+    /// Where histories and reports go, unless `--out-dir` says.
+    const DEFAULT_OUT_DIR: &str = "target/detcd-sim";
+    /// Wall-clock budget of the linearizability search per run (running out is a failure).
+    const CHECK_BUDGET_MS: u64 = 60_000;
+
     /// Flags that take a value, as the run command knows them (sweep and shrink pass them on).
-    const RUN_FLAGS: [&str; 10] = [
+    const RUN_FLAGS: [&str; 11] = [
+        "--out-dir",
         "--nodes",
         "--members",
         "--clients",
@@ -73,8 +83,21 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         "--seed",
     ];
 
-    /// Workloads this build has; others are refused.
-    const WORKLOADS: [&str; 1] = ["register"];
+    /// Every client draws one of these from the seed. Not `lease`: the linearizability search
+    /// runs out of its budget on most lease histories with faults (see the report to the lead).
+    const DEFAULT_WORKLOADS: &str = "register,txn,append,watch";
+
+    /// `all` or a comma-separated list of workload names.
+    fn parse_workloads(list: &str) -> Result<Vec<Workload>, String> {
+        if list == "all" {
+            return Ok(Workload::ALL.to_vec());
+        }
+        let workloads: Vec<Workload> = list.split(',').map(str::parse).collect::<Result<_, _>>()?;
+        if workloads.is_empty() {
+            return Err("--workload: name at least one".into());
+        }
+        Ok(workloads)
+    }
 
     fn flag(args: &[String], name: &str) -> Option<String> {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -107,6 +130,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         workload: String,
         schedule_file: Option<PathBuf>,
         drop_events: Vec<usize>,
+        out_dir: Option<String>,
     }
 
     fn run_flags(args: &[String]) -> Result<RunFlags, String> {
@@ -134,12 +158,8 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         };
         let faults = flag(args, "--faults").unwrap_or_else(|| "all".into());
         FaultKind::parse_list(&faults)?;
-        let workload = flag(args, "--workload").unwrap_or_else(|| "register".into());
-        for w in workload.split(',') {
-            if !WORKLOADS.contains(&w) {
-                return Err(format!("workload {w:?} is not in this build (available: {})", WORKLOADS.join(", ")));
-            }
-        }
+        let workload = flag(args, "--workload").unwrap_or_else(|| DEFAULT_WORKLOADS.into());
+        parse_workloads(&workload)?;
         let drop_events = match flag(args, "--drop-events") {
             None => Vec::new(),
             Some(list) => list
@@ -157,6 +177,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
             workload,
             schedule_file: flag(args, "--schedule").map(PathBuf::from),
             drop_events,
+            out_dir: flag(args, "--out-dir"),
         })
     }
 
@@ -196,6 +217,9 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
                 "--workload".into(),
                 self.workload.clone(),
             ];
+            if let Some(dir) = &self.out_dir {
+                a.extend(["--out-dir".into(), dir.clone()]);
+            }
             match schedule_file.or(self.schedule_file.as_deref()) {
                 Some(path) => a.extend(["--schedule".into(), path.display().to_string()]),
                 None if !self.drop_events.is_empty() => {
@@ -267,6 +291,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
             clients: flags.clients,
             duration: flags.duration,
             schedule: schedule.clone(),
+            workloads: parse_workloads(&flags.workload).expect("checked in run_flags"),
         };
         let started = Instant::now();
         let report = detcd_sim::run::run(&options);
@@ -278,11 +303,37 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         println!("schedule: {} events ({kinds_on})", schedule.events.len());
         let injected: Vec<String> = report.faults.iter().map(|(k, n)| format!("{k} {n}")).collect();
         println!("faults injected: {}", if injected.is_empty() { "none".into() } else { injected.join(", ") });
+        let workloads: Vec<String> = report.client_workloads.iter().map(Workload::to_string).collect();
+        println!("clients' workloads: {}", workloads.join(", "));
         println!(
-            "operations {}, acknowledged writes {} ({} checked by hash only: compacted)",
+            "operations {}, acknowledged puts {} ({} checked by hash only: compacted)",
             report.operations, report.acknowledged_writes, report.acks_compacted
         );
-        println!("wall time {:.2}s", wall.as_secs_f64());
+        println!("simulation wall time {:.2}s", wall.as_secs_f64());
+        // The history, on disk for `detcd-check` and people; then the checkers on it.
+        let dir = PathBuf::from(flags.out_dir.clone().unwrap_or_else(|| DEFAULT_OUT_DIR.into()));
+        let history_path = dir.join(format!("seed-{}.history.jsonl", flags.seed));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = std::fs::File::create(&history_path).map_err(|e| format!("{}: {e}", history_path.display()))?;
+        history::write_history(std::io::BufWriter::new(file), &report.history)
+            .map_err(|e| format!("{}: {e}", history_path.display()))?;
+        println!("history: {}", history_path.display());
+        let suite = SuiteOptions {
+            model: ModelKind::Etcd,
+            linearizability: CheckOptions { budget_ms: CHECK_BUDGET_MS, ..CheckOptions::default() },
+        };
+        let verdicts = check_all(&report.history, &suite);
+        print!("{}", report::text(&verdicts, "checker "));
+        let mut failure = report.failure.clone();
+        if !verdicts.passed() {
+            let html = dir.join(format!("seed-{}.report.html", flags.seed));
+            let file = std::fs::File::create(&html).map_err(|e| format!("{}: {e}", html.display()))?;
+            let title = format!("detcd-sim seed {}", flags.seed);
+            report::write_html(std::io::BufWriter::new(file), &title, &report.history, &verdicts)
+                .map_err(|e| format!("{}: {e}", html.display()))?;
+            println!("report: {}", html.display());
+            failure.get_or_insert_with(|| "the checkers found the history wrong (see above)".into());
+        }
         if has(args, "--verbose") {
             println!("what happened:");
             for line in &report.fault_log {
@@ -290,7 +341,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
             }
         }
         let hash = format!("{:016x}", report.trace_hash);
-        match report.failure {
+        match failure {
             None => {
                 println!("verdict: ok: progress after healing, members converged, every acknowledged write is on every running member");
                 println!("trace hash {hash}");

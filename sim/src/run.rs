@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use detcd_checks::history::{self, Operation, Outcome as OpOutcome, Request as OpRequest, Response as OpResponse};
+use detcd_checks::workload::{run_client, ClientSpec, Recorder, Workload};
 use detcd_proto::etcdserverpb::cluster_client::ClusterClient;
 use detcd_proto::etcdserverpb::kv_client::KvClient;
 use detcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -52,10 +54,16 @@ pub struct Options {
     pub duration: Duration,
     /// The faults to inject (drawn from the seed, or read from a file).
     pub schedule: Schedule,
+    /// The workloads clients may run: each client draws one from the seed.
+    pub workloads: Vec<Workload>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// What the clients did, in the checkers' history format.
+    pub history: Vec<Operation>,
+    /// The workload of each client.
+    pub client_workloads: Vec<Workload>,
     pub operations: usize,
     pub acknowledged_writes: usize,
     /// Acknowledged writes whose revision was compacted away before the check could read it.
@@ -70,18 +78,25 @@ pub struct Report {
     pub failure: Option<String>,
 }
 
+/// Keys of the clients' workloads start with this.
+pub const KEY_PREFIX: &str = "sim/";
+/// One run in this many is all list-append (when it is allowed with other workloads).
+pub const APPEND_ONLY_ONE_IN: u32 = 4;
+/// Keys each client's workload spreads over.
+pub const KEYS_PER_WORKLOAD: usize = 5;
+/// The client number compactions are recorded under in the history (clients count from 0).
+pub const COMPACTOR_CLIENT: u64 = 1_000_000;
+
 /// An acknowledged put: it must be in every member's history at `revision`.
 #[derive(Debug, Clone)]
 struct Ack {
-    key: String,
-    value: String,
+    key: Vec<u8>,
+    value: Vec<u8>,
     revision: i64,
 }
 
 #[derive(Default)]
 struct Record {
-    operations: usize,
-    acks: Vec<Ack>,
     trace_hash: u64,
     fault_log: Vec<String>,
     /// The first violation seen while faults ran (a member carrying on after a failed fsync, a
@@ -132,6 +147,8 @@ struct World {
     handle: Handle,
     members: Vec<Member>,
     record: Arc<Mutex<Record>>,
+    /// The clients' history; compactions the faults make go in too.
+    recorder: Recorder,
     /// Members taken down for good (a corrupt WAL they rightly refused to start from) or
     /// removed from the cluster.
     gone: Mutex<BTreeSet<usize>>,
@@ -392,7 +409,8 @@ impl World {
                 let Ok(mut kv) = KvClient::connect(client_url(target)).await else {
                     return self.log(format!("compact: m{} unreachable", target + 1));
                 };
-                let req = RangeRequest { key: Bytes::from_static(b"k0"), serializable: true, ..Default::default() };
+                let req =
+                    RangeRequest { key: Bytes::from_static(b"compactor"), serializable: true, ..Default::default() };
                 let Ok(Ok(r)) = tokio::time::timeout(CLIENT_OP_TIMEOUT, kv.range(req)).await else {
                     return self.log("compact: no revision".into());
                 };
@@ -406,11 +424,40 @@ impl World {
                     let mut r = lock(&self.record);
                     r.compacted = r.compacted.max(revision);
                 }
-                match tokio::time::timeout(CLIENT_OP_TIMEOUT, kv.compact(req)).await {
-                    Ok(Ok(_)) => self.log(format!("compacted at revision {revision}")),
-                    Ok(Err(e)) => self.log(format!("compact at {revision}: {}", e.message())),
-                    Err(_) => self.log(format!("compact at {revision}: timed out")),
+                // In the history too: the checkers must know why old revisions went.
+                let call_ns = self.recorder.now_ns();
+                let answer = tokio::time::timeout(CLIENT_OP_TIMEOUT, kv.compact(req)).await;
+                let mut op = Operation {
+                    client: COMPACTOR_CLIENT,
+                    call_ns,
+                    return_ns: self.recorder.now_ns(),
+                    op: OpRequest::Compact { revision, physical: false },
+                    outcome: OpOutcome::Indeterminate,
+                    output: None,
+                    error: None,
+                };
+                match answer {
+                    Ok(Ok(r)) => {
+                        op.outcome = OpOutcome::Ok;
+                        op.output = Some(OpResponse::Compact {
+                            header_revision: r.into_inner().header.map_or(0, |h| h.revision),
+                        });
+                        self.log(format!("compacted at revision {revision}"));
+                    }
+                    Ok(Err(e)) => {
+                        // Refused for its revision: certainly not applied. Anything else (no
+                        // leader, a lost connection) may have been.
+                        let refused = e.message().contains("compacted") || e.message().contains("future revision");
+                        op.outcome = if refused { OpOutcome::Failed } else { OpOutcome::Indeterminate };
+                        op.error = Some(e.message().to_string());
+                        self.log(format!("compact at {revision}: {}", e.message()));
+                    }
+                    Err(_) => {
+                        op.error = Some("timed out".into());
+                        self.log(format!("compact at {revision}: timed out"));
+                    }
                 }
+                self.recorder.push(op);
             }
         }
         self.log(format!("end {kind}"));
@@ -513,24 +560,49 @@ async fn simulate(o: Options) -> Report {
     }
 
     let record = Arc::new(Mutex::new(Record::default()));
+    let recorder = Recorder::new();
     let world = Arc::new(World {
         handle: handle.clone(),
         members,
         record: record.clone(),
+        recorder: recorder.clone(),
         gone: Default::default(),
         removing: Default::default(),
         start,
     });
     let stop_at = start + o.duration;
     let mut clients = Vec::new();
+    let mut client_workloads = Vec::new();
+    let endpoints: Vec<String> = (0..o.members).map(client_url).collect();
+    // List-append transactions write keys the etcd model does not follow, yet bump the global
+    // revision it checks: a run is either all append (Elle checks it) or none (the etcd model
+    // checks it).
+    let kv_workloads: Vec<Workload> = o.workloads.iter().copied().filter(|&w| w != Workload::Append).collect();
+    let append_only = o.workloads.contains(&Workload::Append)
+        && (kv_workloads.is_empty() || madsim::rand::thread_rng().gen_ratio(1, APPEND_ONLY_ONE_IN));
+    let drawn_from = if append_only { vec![Workload::Append] } else { kv_workloads };
     for c in 0..o.clients {
         let node = handle
             .create_node()
             .name(format!("client{c}"))
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, c as u8 + 1)))
             .build();
-        let (record, members) = (record.clone(), o.members);
-        clients.push(node.spawn(async move { client(c, members, stop_at, record).await }));
+        let (workload, seed) = {
+            let mut rng = madsim::rand::thread_rng();
+            (drawn_from[rng.gen_range(0..drawn_from.len())], rng.gen::<u64>())
+        };
+        client_workloads.push(workload);
+        let spec = ClientSpec {
+            id: c as u64,
+            endpoints: endpoints.clone(),
+            workload,
+            seed,
+            op_timeout: CLIENT_OP_TIMEOUT,
+            stop_at,
+            keys: KEYS_PER_WORKLOAD,
+            key_prefix: KEY_PREFIX.to_string(),
+        };
+        clients.push(node.spawn(run_client(spec, recorder.clone())));
     }
 
     // The fault schedule: one task per event on a controller node of its own (it talks to the
@@ -554,10 +626,10 @@ async fn simulate(o: Options) -> Report {
     // Liveness phase: no faults. Every member must converge and hold every acknowledged write.
     world.heal_all();
     let checker = handle.create_node().name("checker").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1))).build();
-    let (acks, compacted) = {
-        let r = lock(&record);
-        (r.acks.clone(), r.compacted)
-    };
+    let history = recorder.ops();
+    let acks = acknowledged_puts(&history);
+    let acks_len = acks.len();
+    let compacted = lock(&record).compacted;
     let live: Vec<usize> = (0..o.members).filter(|i| !lock(&world.gone).contains(i)).collect();
     let check_world = world.clone();
     let check_live = live.clone();
@@ -565,7 +637,11 @@ async fn simulate(o: Options) -> Report {
         .spawn(async move { check(&check_world, &check_live, acks, compacted).await })
         .await
         .unwrap_or_else(|_| (Some("checker panicked".into()), 0));
-    let r = lock(&record);
+    let mut r = lock(&record);
+    // The trace covers the history, byte for byte as written.
+    let mut lines = Vec::new();
+    history::write_history(&mut lines, &history).expect("writing to memory");
+    r.trace(&[history.len() as u64], &String::from_utf8_lossy(&lines));
     let failure = r.failure.clone().or(failure);
     let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (kind, n) in o.schedule.counts() {
@@ -573,8 +649,10 @@ async fn simulate(o: Options) -> Report {
     }
     let fault_log = skews.into_iter().chain(r.fault_log.iter().cloned()).collect();
     Report {
-        operations: r.operations,
-        acknowledged_writes: r.acks.len(),
+        operations: history.len(),
+        acknowledged_writes: acks_len,
+        client_workloads,
+        history,
         acks_compacted,
         faults: counts,
         fault_log,
@@ -583,61 +661,19 @@ async fn simulate(o: Options) -> Report {
     }
 }
 
-/// A client: unique writes and reads of five keys, through random members, each with a
-/// deadline; it records what it was told.
-async fn client(c: usize, members: usize, stop_at: tokio::time::Instant, record: Arc<Mutex<Record>>) {
-    let mut i = 0u64;
-    let mut connections: BTreeMap<usize, KvClient<tonic::transport::Channel>> = BTreeMap::new();
-    while tokio::time::Instant::now() < stop_at {
-        let (target, key, write) = {
-            let mut rng = madsim::rand::thread_rng();
-            (rng.gen_range(0..members), format!("k{}", rng.gen_range(0..5)), rng.gen_bool(0.6))
-        };
-        i += 1;
-        if !connections.contains_key(&target) {
-            match tokio::time::timeout(Duration::from_secs(1), KvClient::connect(client_url(target))).await {
-                Ok(Ok(kv)) => {
-                    connections.insert(target, kv);
-                }
-                _ => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-        }
-        let kv = connections.get_mut(&target).expect("connected");
-        let called = tokio::time::Instant::now();
-        let value = format!("c{c}-{i}");
-        let outcome = if write {
-            let req =
-                PutRequest { key: Bytes::from(key.clone()), value: Bytes::from(value.clone()), ..Default::default() };
-            match tokio::time::timeout(CLIENT_OP_TIMEOUT, kv.put(req)).await {
-                Ok(Ok(r)) => Some(r.into_inner().header.map_or(0, |h| h.revision)),
-                _ => None,
-            }
-        } else {
-            let req = RangeRequest { key: Bytes::from(key.clone()), ..Default::default() };
-            match tokio::time::timeout(CLIENT_OP_TIMEOUT, kv.range(req)).await {
-                Ok(Ok(r)) => Some(r.into_inner().header.map_or(0, |h| h.revision)),
-                _ => None,
-            }
-        };
-        if outcome.is_none() {
-            // The connection may be to a dead member: dial again next time.
-            connections.remove(&target);
-        }
-        let returned = tokio::time::Instant::now();
-        let mut r = lock(&record);
-        r.operations += 1;
-        let nanos = |t: tokio::time::Instant| t.duration_since(stop_at - Duration::from_secs(3600)).as_nanos() as u64;
-        r.trace(
-            &[c as u64, write as u64, outcome.map_or(u64::MAX, |v| v as u64), nanos(called), nanos(returned)],
-            &key,
-        );
-        if let (true, Some(revision)) = (write, outcome) {
-            r.acks.push(Ack { key, value, revision });
-        }
-    }
+/// The puts the history says were acknowledged: each must be in every member's history.
+fn acknowledged_puts(history: &[Operation]) -> Vec<Ack> {
+    history
+        .iter()
+        .filter_map(|op| match (&op.op, op.outcome, &op.output) {
+            (OpRequest::Put(put), OpOutcome::Ok, Some(OpResponse::Put { header_revision, .. })) => Some(Ack {
+                key: put.key.as_slice().to_vec(),
+                value: put.value.as_slice().to_vec(),
+                revision: *header_revision,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// After the faults: the cluster takes writes again, every member still meant to run runs,
@@ -748,15 +784,18 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
             };
             let got = match kv.range(req).await {
                 Ok(r) => r.into_inner().kvs.into_iter().next().map(|kv| (kv.value, kv.mod_revision)),
-                Err(e) => return (Some(format!("m{}: reading {} at {}: {e}", i + 1, ack.key, ack.revision)), skipped),
+                Err(e) => {
+                    let key = String::from_utf8_lossy(&ack.key);
+                    return (Some(format!("m{}: reading {key} at {}: {e}", i + 1, ack.revision)), skipped);
+                }
             };
             if got != Some((Bytes::from(ack.value.clone()), ack.revision)) {
                 return (
                     Some(format!(
                         "m{} lost acknowledged write {}={} at revision {}: found {got:?}",
                         i + 1,
-                        ack.key,
-                        ack.value,
+                        String::from_utf8_lossy(&ack.key),
+                        String::from_utf8_lossy(&ack.value),
                         ack.revision
                     )),
                     skipped,
