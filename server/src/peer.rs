@@ -111,9 +111,20 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
         backoff = BACKOFF_MIN;
         let (batches_tx, batches_rx) = mpsc::channel(16);
         let mut stream_client = client.clone();
-        let call = tokio::task::spawn(async move { stream_client.send(Request::new(OkStream(batches_rx))).await });
-        loop {
-            let Some(first) = queue.recv().await else { return };
+        let mut call = tokio::task::spawn(async move { stream_client.send(Request::new(OkStream(batches_rx))).await });
+        // The call's end, if it ended while we waited for messages: the peer's answer says why
+        // (a removed member hears it here, and may have nothing more to send for a while).
+        let ended = loop {
+            let first = tokio::select! {
+                m = queue.recv() => match m {
+                    Some(m) => m,
+                    None => {
+                        call.abort();
+                        return;
+                    }
+                },
+                result = &mut call => break Some(result),
+            };
             let mut messages = vec![first];
             while messages.len() < BATCH_MESSAGES_MAX {
                 match queue.try_recv() {
@@ -134,19 +145,22 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
             let encoded: Vec<Bytes> =
                 messages.iter().filter_map(|m| m.write_to_bytes().ok()).map(Bytes::from).collect();
             let batch = RaftMessageBatch { from, to, cluster_id, messages: encoded };
-            if batches_tx.send(batch).await.is_err() || call.is_finished() {
-                break;
+            if batches_tx.send(batch).await.is_err() {
+                break None;
             }
-        }
-        if call.is_finished() {
-            if let Ok(Err(status)) = call.await {
-                if status.message() == MEMBER_REMOVED {
-                    let _ = handle.send(Command::RemovedFromCluster { by: to }).await;
-                    return;
-                }
+        };
+        let ended = match ended {
+            Some(result) => Some(result),
+            // The stream closed under us: the call is ending; hear its answer, briefly.
+            None => tokio::time::timeout(BACKOFF_MAX, &mut call).await.ok(),
+        };
+        match ended {
+            Some(Ok(Err(status))) if status.message() == MEMBER_REMOVED => {
+                let _ = handle.send(Command::RemovedFromCluster { by: to }).await;
+                return;
             }
-        } else {
-            call.abort();
+            Some(_) => {}
+            None => call.abort(),
         }
         tracing::debug!(to, %url, "peer stream ended; reconnecting");
     }
