@@ -309,7 +309,12 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
             "operations {}, acknowledged puts {} ({} checked by hash only: compacted)",
             report.operations, report.acknowledged_writes, report.acks_compacted
         );
-        println!("simulation wall time {:.2}s", wall.as_secs_f64());
+        println!(
+            "simulated {:.1}s in {:.2}s of wall time ({:.0}x)",
+            report.simulated.as_secs_f64(),
+            wall.as_secs_f64(),
+            report.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+        );
         // The history, on disk for `detcd-check` and people; then the checkers on it.
         let dir = PathBuf::from(flags.out_dir.clone().unwrap_or_else(|| DEFAULT_OUT_DIR.into()));
         let history_path = dir.join(format!("seed-{}.history.jsonl", flags.seed));

@@ -76,6 +76,8 @@ pub struct Report {
     /// simulated times: equal for equal seeds.
     pub trace_hash: u64,
     pub failure: Option<String>,
+    /// Simulated time from the start to the end of the checks.
+    pub simulated: Duration,
 }
 
 /// Keys of the clients' workloads start with this.
@@ -147,8 +149,10 @@ struct World {
     handle: Handle,
     members: Vec<Member>,
     record: Arc<Mutex<Record>>,
-    /// The clients' history; compactions the faults make go in too.
+    /// The clients' history; compactions the faults make go in too (unless the run is all
+    /// list-append: the etcd model, which compactions would wake, does not follow those).
     recorder: Recorder,
+    record_compactions: bool,
     /// Members taken down for good (a corrupt WAL they rightly refused to start from) or
     /// removed from the cluster.
     gone: Mutex<BTreeSet<usize>>,
@@ -457,7 +461,9 @@ impl World {
                         self.log(format!("compact at {revision}: timed out"));
                     }
                 }
-                self.recorder.push(op);
+                if self.record_compactions {
+                    self.recorder.push(op);
+                }
             }
         }
         self.log(format!("end {kind}"));
@@ -559,6 +565,13 @@ async fn simulate(o: Options) -> Report {
         members.push(Member { node: node.id(), id, fs, jumps, exit });
     }
 
+    // List-append transactions write keys the etcd model does not follow, yet bump the global
+    // revision it checks: a run is either all append (Elle checks it) or none (the etcd model
+    // checks it).
+    let kv_workloads: Vec<Workload> = o.workloads.iter().copied().filter(|&w| w != Workload::Append).collect();
+    let append_only = o.workloads.contains(&Workload::Append)
+        && (kv_workloads.is_empty() || madsim::rand::thread_rng().gen_ratio(1, APPEND_ONLY_ONE_IN));
+    let drawn_from = if append_only { vec![Workload::Append] } else { kv_workloads };
     let record = Arc::new(Mutex::new(Record::default()));
     let recorder = Recorder::new();
     let world = Arc::new(World {
@@ -566,6 +579,7 @@ async fn simulate(o: Options) -> Report {
         members,
         record: record.clone(),
         recorder: recorder.clone(),
+        record_compactions: !append_only,
         gone: Default::default(),
         removing: Default::default(),
         start,
@@ -574,13 +588,6 @@ async fn simulate(o: Options) -> Report {
     let mut clients = Vec::new();
     let mut client_workloads = Vec::new();
     let endpoints: Vec<String> = (0..o.members).map(client_url).collect();
-    // List-append transactions write keys the etcd model does not follow, yet bump the global
-    // revision it checks: a run is either all append (Elle checks it) or none (the etcd model
-    // checks it).
-    let kv_workloads: Vec<Workload> = o.workloads.iter().copied().filter(|&w| w != Workload::Append).collect();
-    let append_only = o.workloads.contains(&Workload::Append)
-        && (kv_workloads.is_empty() || madsim::rand::thread_rng().gen_ratio(1, APPEND_ONLY_ONE_IN));
-    let drawn_from = if append_only { vec![Workload::Append] } else { kv_workloads };
     for c in 0..o.clients {
         let node = handle
             .create_node()
@@ -658,6 +665,7 @@ async fn simulate(o: Options) -> Report {
         fault_log,
         trace_hash: r.trace_hash,
         failure,
+        simulated: start.elapsed(),
     }
 }
 
@@ -767,7 +775,9 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
         return (Some(format!("members did not converge to equal hashes: (revision, hash) of {members:?}: {last}")), 0);
     }
     let mut skipped = 0;
-    for &i in live {
+    // One member suffices: the others' HashKV at the same revision is equal to its own, and
+    // HashKV covers every version of every key since the compaction, not only the latest.
+    for &i in &live[..1] {
         let Ok(mut kv) = KvClient::connect(client_url(i)).await else {
             return (Some(format!("cannot reach m{} after the faults", i + 1)), skipped);
         };
@@ -803,7 +813,7 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
             }
         }
     }
-    (None, skipped / live.len().max(1))
+    (None, skipped)
 }
 
 /// Reads a schedule file.
