@@ -175,6 +175,9 @@ impl Node {
         let proposal_id_base = (config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0xFFFF_0000_0000_0000)
             | (rng.gen::<u64>() & 0x0000_FFFF_0000_0000);
         let election = ElectionClock { timeout_ticks: 0, term: u64::MAX, role: StateRole::Follower, elapsed: 0 };
+        // A member whose snapshot already holds its own removal will never apply it again (and,
+        // out of raft's configuration, never campaigns to hear it from a peer): it knows now.
+        let removed = membership.is_removed(config.id);
         let mut node = Node {
             next_tick: now + config.heartbeat_interval,
             config,
@@ -195,7 +198,7 @@ impl Node {
             leader_changes: 0,
             membership,
             transfer: None,
-            removed: false,
+            removed,
             lessor,
             watches,
             lease_check_at: now,
