@@ -42,6 +42,8 @@ pub const LIVENESS_WRITES: usize = 10;
 /// Why a member's `serve` returned Ok: it was removed from the cluster (it has no other way to
 /// stop in the simulation).
 const STOPPED: &str = "stopped: removed from the cluster";
+/// How long a removed member may take to notice and stop: a few election timeouts.
+pub const REMOVED_STOP_MS_MAX: u64 = 10_000;
 /// Client deadline per operation.
 pub const CLIENT_OP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -765,8 +767,9 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
         }
     }
     for &i in &removed {
-        // etcd's removed member stops (it learns of it from the entry, or from its peers).
-        if world.exit_of(i).is_none() {
+        // etcd's removed member stops (it learns of it from the entry, or from its peers, which
+        // it hears from at its next election timeout at the latest).
+        if !world.wait_for(REMOVED_STOP_MS_MAX, || world.exit_of(i).is_some()).await {
             return (Some(format!("m{} was removed from the cluster but still runs", i + 1)), 0);
         }
     }
