@@ -4,7 +4,7 @@
 //! change entry (add, add learner, promote, remove) or a member-update entry is applied, so it
 //! is identical on every member at every applied index, and it travels in state images.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use detcd_proto::etcdserverpb::Member;
 
@@ -13,6 +13,9 @@ use crate::Error;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Membership {
     members: BTreeMap<u64, Member>,
+    /// Ids of members removed from the cluster: never members again (etcd keeps them too, so
+    /// that messages from a removed member are refused and it learns to stop).
+    removed: BTreeSet<u64>,
 }
 
 impl Membership {
@@ -23,11 +26,21 @@ impl Membership {
             let member = details.iter().find(|m| m.id == id).cloned().unwrap_or(Member { id, ..Default::default() });
             members.insert(id, Member { is_learner: false, ..member });
         }
-        Membership { members }
+        Membership { members, removed: BTreeSet::new() }
     }
 
-    pub fn from_list(list: Vec<Member>) -> Membership {
-        Membership { members: list.into_iter().map(|m| (m.id, m)).collect() }
+    pub fn from_list(list: Vec<Member>, removed: Vec<u64>) -> Membership {
+        Membership { members: list.into_iter().map(|m| (m.id, m)).collect(), removed: removed.into_iter().collect() }
+    }
+
+    /// Whether `id` was a member and was removed.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed.contains(&id)
+    }
+
+    /// The ids of removed members, ascending.
+    pub fn removed_ids(&self) -> Vec<u64> {
+        self.removed.iter().copied().collect()
     }
 
     /// All members, by id.
@@ -84,6 +97,7 @@ impl Membership {
 
     pub fn remove(&mut self, id: u64) {
         self.members.remove(&id);
+        self.removed.insert(id);
     }
 
     /// A member's own announcement of its name and client URLs.
@@ -124,5 +138,15 @@ mod tests {
         m.promote(3);
         assert_eq!(m.learners(), 0);
         assert_eq!(m.check_update(9, &["http://x:1".into()]), Err(Error::MemberNotFound));
+    }
+
+    #[test]
+    fn a_removed_member_is_remembered_also_through_a_state_image() {
+        let mut m = Membership::founding(&[1, 2, 3], &[]);
+        m.remove(2);
+        assert!(m.is_removed(2) && !m.is_removed(1) && m.get(2).is_none());
+        let restored = Membership::from_list(m.list(), m.removed_ids());
+        assert_eq!(restored, m);
+        assert!(restored.is_removed(2));
     }
 }

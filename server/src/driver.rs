@@ -15,7 +15,8 @@
 //! A disk error stops the member: raft's promise to its peers depends on what it persisted, so
 //! a member that cannot persist must not go on (as etcd panics on a failed fsync).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, RwLock};
 
 use detcd_engine::node::{Node, Output, Persist, Request, RequestId, Response};
 use detcd_engine::raft::Message;
@@ -85,12 +86,20 @@ pub enum Command {
         to: u64,
         delivered: bool,
     },
+    /// A peer refused our messages: this member was removed from the cluster (it may never
+    /// apply its own removal: the leader stops replicating to it once the removal commits).
+    RemovedFromCluster {
+        by: u64,
+    },
 }
 
 /// Cheap to clone; every gRPC handler holds one.
 #[derive(Clone)]
 pub struct Handle {
     commands: mpsc::Sender<Command>,
+    /// Members removed from the cluster, as of the driver's applied index: the peer service
+    /// refuses their messages without a round trip through the driver.
+    removed: Arc<RwLock<BTreeSet<u64>>>,
 }
 
 impl Handle {
@@ -122,6 +131,11 @@ impl Handle {
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Snapshot { reply }).await.map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Whether `id` was removed from the cluster.
+    pub fn is_removed_member(&self, id: u64) -> bool {
+        self.removed.read().unwrap_or_else(|p| p.into_inner()).contains(&id)
     }
 
     pub async fn send(&self, command: Command) -> Result<(), Error> {
@@ -158,6 +172,10 @@ pub struct Driver<S: Storage> {
     members_seen: Vec<detcd_proto::etcdserverpb::Member>,
     /// The applied index at which the member list was last compared: it changes only by applies.
     members_checked_at: u64,
+    /// Shared with every handle: see [`Handle::is_removed_member`].
+    removed_members: Arc<RwLock<BTreeSet<u64>>>,
+    /// A peer told us we were removed.
+    told_removed: bool,
 }
 
 impl<S: Storage> Driver<S> {
@@ -170,7 +188,8 @@ impl<S: Storage> Driver<S> {
         clock: Clock,
     ) -> (Driver<S>, Handle) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_MAX);
-        let outbox = outbox(Handle { commands: tx.clone() });
+        let removed_members = Arc::new(RwLock::new(BTreeSet::new()));
+        let outbox = outbox(Handle { commands: tx.clone(), removed: removed_members.clone() });
         let driver = Driver {
             node,
             storage,
@@ -183,8 +202,10 @@ impl<S: Storage> Driver<S> {
             watch_backlog: BTreeMap::new(),
             members_seen: Vec::new(),
             members_checked_at: 0,
+            removed_members: removed_members.clone(),
+            told_removed: false,
         };
-        (driver, Handle { commands: tx })
+        (driver, Handle { commands: tx, removed: removed_members })
     }
 
     /// Runs until every handle is gone, or the disk fails (then returns the error).
@@ -197,6 +218,8 @@ impl<S: Storage> Driver<S> {
             if !members.is_empty() && members != self.members_seen {
                 self.outbox.update_members(&members);
                 self.members_seen = members;
+                let removed: BTreeSet<u64> = self.node.removed_member_ids().into_iter().collect();
+                *self.removed_members.write().unwrap_or_else(|p| p.into_inner()) = removed;
             }
             let stalled_watches = self.feed_watches();
             let mut deadline = self.clock.runtime_instant(self.node.poll_timeout());
@@ -219,7 +242,7 @@ impl<S: Storage> Driver<S> {
                     self.node.handle_timeout(self.clock.now());
                 }
             }
-            if self.node.is_removed() {
+            if self.node.is_removed() || self.told_removed {
                 tracing::warn!("this member was removed from the cluster; stopping");
                 return Ok(());
             }
@@ -237,6 +260,10 @@ impl<S: Storage> Driver<S> {
             }
             Command::Peer(message) => self.node.handle_message(now, message),
             Command::SnapshotStatus { to, delivered } => self.node.handle_snapshot_status(now, to, delivered),
+            Command::RemovedFromCluster { by } => {
+                tracing::warn!(by = format!("{by:x}"), "a peer says this member was removed from the cluster");
+                self.told_removed = true;
+            }
             Command::WatchOpen { stream, responses } => {
                 self.watch_streams.insert(stream, responses);
             }

@@ -43,6 +43,9 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Largest snapshot a member accepts: 16 GiB (twice etcd's suggested largest quota).
 pub const SNAPSHOT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
+/// etcd's answer to a removed member's messages (rafthttp's errMemberRemoved); the removed
+/// member stops on hearing it.
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -108,9 +111,20 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
         backoff = BACKOFF_MIN;
         let (batches_tx, batches_rx) = mpsc::channel(16);
         let mut stream_client = client.clone();
-        let call = tokio::task::spawn(async move { stream_client.send(Request::new(OkStream(batches_rx))).await });
-        loop {
-            let Some(first) = queue.recv().await else { return };
+        let mut call = tokio::task::spawn(async move { stream_client.send(Request::new(OkStream(batches_rx))).await });
+        // The call's end, if it ended while we waited for messages: the peer's answer says why
+        // (a removed member hears it here, and may have nothing more to send for a while).
+        let ended = loop {
+            let first = tokio::select! {
+                m = queue.recv() => match m {
+                    Some(m) => m,
+                    None => {
+                        call.abort();
+                        return;
+                    }
+                },
+                result = &mut call => break Some(result),
+            };
             let mut messages = vec![first];
             while messages.len() < BATCH_MESSAGES_MAX {
                 match queue.try_recv() {
@@ -131,11 +145,23 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
             let encoded: Vec<Bytes> =
                 messages.iter().filter_map(|m| m.write_to_bytes().ok()).map(Bytes::from).collect();
             let batch = RaftMessageBatch { from, to, cluster_id, messages: encoded };
-            if batches_tx.send(batch).await.is_err() || call.is_finished() {
-                break;
+            if batches_tx.send(batch).await.is_err() {
+                break None;
             }
+        };
+        let ended = match ended {
+            Some(result) => Some(result),
+            // The stream closed under us: the call is ending; hear its answer, briefly.
+            None => tokio::time::timeout(BACKOFF_MAX, &mut call).await.ok(),
+        };
+        match ended {
+            Some(Ok(Err(status))) if status.message() == MEMBER_REMOVED => {
+                let _ = handle.send(Command::RemovedFromCluster { by: to }).await;
+                return;
+            }
+            Some(_) => {}
+            None => call.abort(),
         }
-        call.abort();
         tracing::debug!(to, %url, "peer stream ended; reconnecting");
     }
 }
@@ -216,6 +242,9 @@ impl Peer for PeerService {
                     "detcd: peer {} belongs to cluster {:x}, not {:x}",
                     batch.from, batch.cluster_id, self.cluster_id
                 )));
+            }
+            if self.handle.is_removed_member(batch.from) {
+                return Err(Status::failed_precondition(MEMBER_REMOVED));
             }
             if batch.to != self.member_id {
                 return Err(Status::failed_precondition(format!(

@@ -18,6 +18,7 @@
 //! it for the simulator.
 
 pub mod disk;
+pub mod schedule;
 
 #[cfg(madsim)]
 pub mod run;

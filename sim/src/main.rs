@@ -1,9 +1,9 @@
 //! `detcd-sim`: seeded deterministic simulation of detcd clusters.
 //!
-//!     RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo run -p detcd-sim -- run --seed 7
+//!     RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo run -p detcd-sim -- run --seed 42
 //!
-//! `run --seed N [--members 3] [--clients 3] [--duration-s 20] [--check-determinism]` prints a
-//! summary and, on failure, the one line that replays it.
+//! See [`USAGE`] for the commands. Every seed runs in a process of its own (madsim's statics
+//! are per process), so `sweep`, `shrink` and `--check-determinism` start this binary again.
 
 use std::process::ExitCode;
 
@@ -19,133 +19,485 @@ fn main() -> ExitCode {
 #[cfg(madsim)]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("run") => run_command(&args[1..]),
-        Some("sweep") => sweep_command(&args[1..]),
-        _ => {
-            eprintln!("{USAGE}");
+    let result = match args.first().map(String::as_str) {
+        Some("run") => cli::run_command(&args[1..]),
+        Some("sweep") => cli::sweep_command(&args[1..]),
+        Some("shrink") => cli::shrink_command(&args[1..]),
+        _ => Err(String::new()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("detcd-sim: {e}");
+            }
+            eprintln!("{}", cli::USAGE);
             ExitCode::from(2)
         }
     }
 }
 
 #[cfg(madsim)]
-const USAGE: &str =
-    "usage:\n  detcd-sim run --seed N [--members 3] [--clients 3] [--duration-s 20] [--check-determinism]\n  \
-                     detcd-sim sweep --seeds A..B [--members 3] [--clients 3] [--duration-s 20]";
+mod cli {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, ExitCode};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
 
-#[cfg(madsim)]
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
+    use detcd_checks::linearizability::CheckOptions;
+    use detcd_checks::suite::{check_all, SuiteOptions};
+    use detcd_checks::workload::Workload;
+    use detcd_checks::{history, report, ModelKind};
+    use detcd_sim::run::{read_schedule, Options};
+    use detcd_sim::schedule::{FaultKind, Schedule, ScheduleOptions};
 
-#[cfg(madsim)]
-fn options(args: &[String], seed: u64) -> detcd_sim::run::Options {
-    let number = |name: &str, default: u64| flag(args, name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    detcd_sim::run::Options {
-        seed,
-        members: number("--members", 3) as usize,
-        clients: number("--clients", 3) as usize,
-        duration: std::time::Duration::from_secs(number("--duration-s", 20)),
+    pub const USAGE: &str = "\
+usage:
+  detcd-sim run --seed N [--nodes 3|5] [--clients 3] [--duration 20s] [--faults all|none|KIND,…]
+                [--workload register,txn,append,watch|all (adds lease)] [--out-dir target/detcd-sim] [--schedule FILE] [--drop-events I,J,…] [--print-schedule] [--verbose]
+                [--check-determinism]
+  detcd-sim sweep --seeds A..B [--jobs 2] [the run flags]
+  detcd-sim shrink --seed N [the run flags]
+fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, power, fsync,
+             corrupt, move-leader, compact (the seed turns each allowed kind on or off)
+--members and --duration-s N are aliases of --nodes and --duration Ns.";
+
+    /// Where histories and reports go, unless `--out-dir` says.
+    const DEFAULT_OUT_DIR: &str = "target/detcd-sim";
+    /// Wall-clock budget of the linearizability search per run (running out is a failure).
+    const CHECK_BUDGET_MS: u64 = 60_000;
+
+    /// Flags that take a value, as the run command knows them (sweep and shrink pass them on).
+    const RUN_FLAGS: [&str; 11] = [
+        "--out-dir",
+        "--nodes",
+        "--members",
+        "--clients",
+        "--duration",
+        "--duration-s",
+        "--faults",
+        "--workload",
+        "--schedule",
+        "--drop-events",
+        "--seed",
+    ];
+
+    /// Every client draws one of these from the seed. Not `lease`: the linearizability search
+    /// runs out of its budget on most lease histories with faults (see the report to the lead).
+    const DEFAULT_WORKLOADS: &str = "register,txn,append,watch";
+
+    /// `all` or a comma-separated list of workload names.
+    fn parse_workloads(list: &str) -> Result<Vec<Workload>, String> {
+        if list == "all" {
+            return Ok(Workload::ALL.to_vec());
+        }
+        let workloads: Vec<Workload> = list.split(',').map(str::parse).collect::<Result<_, _>>()?;
+        if workloads.is_empty() {
+            return Err("--workload: name at least one".into());
+        }
+        Ok(workloads)
     }
-}
 
-#[cfg(madsim)]
-fn replay_line(o: &detcd_sim::run::Options) -> String {
-    format!(
-        "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run -p detcd-sim -- run --seed {} --members {} --clients {} --duration-s {}",
-        o.seed,
-        o.members,
-        o.clients,
-        o.duration.as_secs()
-    )
-}
+    fn flag(args: &[String], name: &str) -> Option<String> {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    }
 
-/// Runs one seed in a child process (madsim's statics are shared within a process, so one
-/// seed per process is what replays exactly); returns its output and success.
-#[cfg(madsim)]
-fn run_child(o: &detcd_sim::run::Options) -> (String, bool) {
-    let exe = std::env::current_exe().expect("own path");
-    let out = std::process::Command::new(exe)
-        .args(["run", "--seed", &o.seed.to_string(), "--members", &o.members.to_string()])
-        .args(["--clients", &o.clients.to_string(), "--duration-s", &o.duration.as_secs().to_string()])
-        .output()
-        .expect("run a seed");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.success())
-}
+    fn has(args: &[String], name: &str) -> bool {
+        args.iter().any(|a| a == name)
+    }
 
-#[cfg(madsim)]
-fn trace_hash(output: &str) -> Option<String> {
-    output.split("trace hash ").nth(1).map(|s| s.split_whitespace().next().unwrap_or("").to_string())
-}
+    /// `60s`, `500ms`, `2m`, or plain seconds.
+    fn parse_duration(s: &str) -> Result<Duration, String> {
+        let bad = || format!("{s:?} is not a duration (60s, 500ms, 2m)");
+        let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        match unit {
+            "" | "s" => Ok(Duration::from_secs(n)),
+            "ms" => Ok(Duration::from_millis(n)),
+            "m" => Ok(Duration::from_secs(n * 60)),
+            _ => Err(bad()),
+        }
+    }
 
-#[cfg(madsim)]
-fn run_command(args: &[String]) -> ExitCode {
-    let seed = flag(args, "--seed").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let o = options(args, seed);
-    if args.iter().any(|a| a == "--check-determinism") {
-        let (first, ok1) = run_child(&o);
-        let (second, _) = run_child(&o);
-        print!("{first}");
-        let (a, b) = (trace_hash(&first), trace_hash(&second));
-        if a.is_none() || a != b {
-            println!(
-                "NOT DETERMINISTIC: trace hashes {a:?} and {b:?}\nreplay: {} --check-determinism",
-                replay_line(&o)
+    /// The run's flags, parsed and checked.
+    struct RunFlags {
+        seed: u64,
+        members: usize,
+        clients: usize,
+        duration: Duration,
+        faults: String,
+        workload: String,
+        schedule_file: Option<PathBuf>,
+        drop_events: Vec<usize>,
+        out_dir: Option<String>,
+    }
+
+    fn run_flags(args: &[String]) -> Result<RunFlags, String> {
+        for (i, a) in args.iter().enumerate() {
+            if a.starts_with("--") && RUN_FLAGS.contains(&a.as_str()) && args.get(i + 1).is_none() {
+                return Err(format!("{a} needs a value"));
+            }
+        }
+        let number = |name: &str| -> Result<Option<u64>, String> {
+            flag(args, name).map(|v| v.parse::<u64>().map_err(|_| format!("{name} {v:?} is not a number"))).transpose()
+        };
+        let seed = number("--seed")?.unwrap_or(1);
+        let members = number("--nodes")?.or(number("--members")?).unwrap_or(3) as usize;
+        if !(1..=9).contains(&members) {
+            return Err(format!("--nodes {members}: 1 to 9 members"));
+        }
+        let clients = number("--clients")?.unwrap_or(3) as usize;
+        if !(1..=50).contains(&clients) {
+            return Err(format!("--clients {clients}: 1 to 50 clients"));
+        }
+        let duration = match (flag(args, "--duration"), number("--duration-s")?) {
+            (Some(d), _) => parse_duration(&d)?,
+            (None, Some(s)) => Duration::from_secs(s),
+            (None, None) => Duration::from_secs(20),
+        };
+        let faults = flag(args, "--faults").unwrap_or_else(|| "all".into());
+        FaultKind::parse_list(&faults)?;
+        let workload = flag(args, "--workload").unwrap_or_else(|| DEFAULT_WORKLOADS.into());
+        parse_workloads(&workload)?;
+        let drop_events = match flag(args, "--drop-events") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|i| i.parse::<usize>().map_err(|_| format!("--drop-events: {i:?} is not an event number")))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(RunFlags {
+            seed,
+            members,
+            clients,
+            duration,
+            faults,
+            workload,
+            schedule_file: flag(args, "--schedule").map(PathBuf::from),
+            drop_events,
+            out_dir: flag(args, "--out-dir"),
+        })
+    }
+
+    impl RunFlags {
+        /// The schedule this run injects: the file's, or the seed's; without dropped events.
+        fn schedule(&self) -> Result<Schedule, String> {
+            let schedule = match &self.schedule_file {
+                Some(path) => read_schedule(path)?,
+                None => self.generated().0,
+            };
+            Ok(schedule.without(&self.drop_events))
+        }
+
+        fn generated(&self) -> (Schedule, Vec<FaultKind>) {
+            let kinds = FaultKind::parse_list(&self.faults).expect("checked in run_flags");
+            Schedule::generate(&ScheduleOptions {
+                seed: self.seed,
+                members: self.members,
+                duration_ms: self.duration.as_millis() as u64,
+                kinds,
+            })
+        }
+
+        /// The flags that reproduce this run, with another schedule file if given.
+        fn args(&self, schedule_file: Option<&Path>) -> Vec<String> {
+            let mut a = vec![
+                "--seed".to_string(),
+                self.seed.to_string(),
+                "--nodes".into(),
+                self.members.to_string(),
+                "--clients".into(),
+                self.clients.to_string(),
+                "--duration".into(),
+                format!("{}ms", self.duration.as_millis()),
+                "--faults".into(),
+                self.faults.clone(),
+                "--workload".into(),
+                self.workload.clone(),
+            ];
+            if let Some(dir) = &self.out_dir {
+                a.extend(["--out-dir".into(), dir.clone()]);
+            }
+            match schedule_file.or(self.schedule_file.as_deref()) {
+                Some(path) => a.extend(["--schedule".into(), path.display().to_string()]),
+                None if !self.drop_events.is_empty() => {
+                    let list: Vec<String> = self.drop_events.iter().map(usize::to_string).collect();
+                    a.extend(["--drop-events".into(), list.join(",")]);
+                }
+                None => {}
+            }
+            a
+        }
+    }
+
+    fn replay_line(args: &[String]) -> String {
+        format!(
+            "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run -p detcd-sim -- run {}",
+            args.join(" ")
+        )
+    }
+
+    /// Runs `run <args>` in a child process; its output and whether it passed.
+    fn run_child(args: &[String]) -> Result<(String, bool), String> {
+        let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+        let out = Command::new(exe).arg("run").args(args).output().map_err(|e| format!("start a run: {e}"))?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() && out.status.code() != Some(1) {
+            // Not a check's verdict: a panic or a signal. Keep its words.
+            text.push_str(&format!("run exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok((text, out.status.success()))
+    }
+
+    fn trace_hash(output: &str) -> Option<String> {
+        output.lines().find_map(|l| l.strip_prefix("trace hash ")).map(str::to_owned)
+    }
+
+    pub fn run_command(args: &[String]) -> Result<ExitCode, String> {
+        let flags = run_flags(args)?;
+        let schedule = flags.schedule()?;
+        if has(args, "--print-schedule") {
+            print!("{schedule}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if has(args, "--check-determinism") {
+            let child_args = flags.args(None);
+            let (first, ok) = run_child(&child_args)?;
+            let (second, _) = run_child(&child_args)?;
+            print!("{first}");
+            let (a, b) = (trace_hash(&first), trace_hash(&second));
+            if a.is_none() || a != b {
+                println!(
+                    "NOT DETERMINISTIC: trace hashes {a:?} and {b:?}\nreplay: {} --check-determinism",
+                    replay_line(&child_args)
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("deterministic: two runs, one trace hash");
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        let kinds_on = match &flags.schedule_file {
+            Some(path) => format!("from {}", path.display()),
+            None => {
+                let on: Vec<&str> = flags.generated().1.iter().map(|k| k.name()).collect();
+                format!("kinds on: {}", if on.is_empty() { "none".into() } else { on.join(", ") })
+            }
+        };
+        let options = Options {
+            seed: flags.seed,
+            members: flags.members,
+            clients: flags.clients,
+            duration: flags.duration,
+            schedule: schedule.clone(),
+            workloads: parse_workloads(&flags.workload).expect("checked in run_flags"),
+        };
+        let started = Instant::now();
+        let report = detcd_sim::run::run(&options);
+        let wall = started.elapsed();
+        println!(
+            "seed {}: {} members, {} clients, {:?} of faults, workload {}",
+            flags.seed, flags.members, flags.clients, flags.duration, flags.workload
+        );
+        println!("schedule: {} events ({kinds_on})", schedule.events.len());
+        let injected: Vec<String> = report.faults.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("faults injected: {}", if injected.is_empty() { "none".into() } else { injected.join(", ") });
+        let workloads: Vec<String> = report.client_workloads.iter().map(Workload::to_string).collect();
+        println!("clients' workloads: {}", workloads.join(", "));
+        println!(
+            "operations {}, acknowledged puts {} ({} checked by hash only: compacted)",
+            report.operations, report.acknowledged_writes, report.acks_compacted
+        );
+        println!(
+            "simulated {:.1}s in {:.2}s of wall time ({:.0}x)",
+            report.simulated.as_secs_f64(),
+            wall.as_secs_f64(),
+            report.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+        );
+        // The history, on disk for `detcd-check` and people; then the checkers on it.
+        let dir = PathBuf::from(flags.out_dir.clone().unwrap_or_else(|| DEFAULT_OUT_DIR.into()));
+        let history_path = dir.join(format!("seed-{}.history.jsonl", flags.seed));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = std::fs::File::create(&history_path).map_err(|e| format!("{}: {e}", history_path.display()))?;
+        history::write_history(std::io::BufWriter::new(file), &report.history)
+            .map_err(|e| format!("{}: {e}", history_path.display()))?;
+        println!("history: {}", history_path.display());
+        let suite = SuiteOptions {
+            model: ModelKind::Etcd,
+            linearizability: CheckOptions { budget_ms: CHECK_BUDGET_MS, ..CheckOptions::default() },
+        };
+        let verdicts = check_all(&report.history, &suite);
+        print!("{}", report::text(&verdicts, "checker "));
+        let mut failure = report.failure.clone();
+        if !verdicts.passed() {
+            let html = dir.join(format!("seed-{}.report.html", flags.seed));
+            let file = std::fs::File::create(&html).map_err(|e| format!("{}: {e}", html.display()))?;
+            let title = format!("detcd-sim seed {}", flags.seed);
+            report::write_html(std::io::BufWriter::new(file), &title, &report.history, &verdicts)
+                .map_err(|e| format!("{}: {e}", html.display()))?;
+            println!("report: {}", html.display());
+            failure.get_or_insert_with(|| "the checkers found the history wrong (see above)".into());
+        }
+        if has(args, "--verbose") {
+            println!("what happened:");
+            for line in &report.fault_log {
+                println!("  {line}");
+            }
+        }
+        let hash = format!("{:016x}", report.trace_hash);
+        match failure {
+            None => {
+                println!("verdict: ok: progress after healing, members converged, every acknowledged write is on every running member");
+                println!("trace hash {hash}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(failure) => {
+                if !has(args, "--verbose") {
+                    println!("what happened:");
+                    for line in &report.fault_log {
+                        println!("  {line}");
+                    }
+                }
+                println!("verdict: FAILED: {failure}");
+                println!("trace hash {hash}");
+                println!("replay: {}", replay_line(&flags.args(None)));
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+
+    /// `A..B`: seeds A to B-1.
+    fn seed_range(s: &str) -> Result<(u64, u64), String> {
+        let bad = || format!("--seeds {s:?}: expected A..B");
+        let (a, b) = s.split_once("..").ok_or_else(bad)?;
+        Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+    }
+
+    /// The run flags in `args`, without sweep's own and without `--seed`.
+    fn passed_on(args: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            match args[i].as_str() {
+                "--seeds" | "--jobs" | "--seed" => i += 2,
+                _ => {
+                    out.push(args[i].clone());
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    pub fn sweep_command(args: &[String]) -> Result<ExitCode, String> {
+        let (a, b) = seed_range(&flag(args, "--seeds").ok_or("sweep needs --seeds A..B")?)?;
+        let jobs: usize = flag(args, "--jobs").map_or(Ok(2), |j| j.parse().map_err(|_| format!("--jobs {j:?}")))?;
+        let jobs = jobs.clamp(1, 64);
+        let common = passed_on(args);
+        run_flags(&common)?;
+        let total = b.saturating_sub(a);
+        let next = Arc::new(AtomicU64::new(a));
+        let (tx, rx) = mpsc::channel();
+        let mut workers = Vec::new();
+        for _ in 0..jobs {
+            let (next, tx, common) = (next.clone(), tx.clone(), common.clone());
+            workers.push(std::thread::spawn(move || loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= b {
+                    return;
+                }
+                let mut child = vec!["--seed".to_string(), seed.to_string()];
+                child.extend(common.iter().cloned());
+                let flags = run_flags(&child).expect("checked before");
+                let result = run_child(&flags.args(None));
+                if tx.send((seed, flags.args(None), result)).is_err() {
+                    return;
+                }
+            }));
+        }
+        drop(tx);
+        let started = Instant::now();
+        let mut failed: Vec<(u64, String)> = Vec::new();
+        let mut done = 0;
+        for (seed, child_args, result) in rx {
+            done += 1;
+            let (output, ok) = result?;
+            if !ok {
+                print!("{output}");
+                failed.push((seed, replay_line(&child_args)));
+            }
+            let minutes = started.elapsed().as_secs_f64() / 60.0;
+            eprint!(
+                "\rseeds {done}/{total}, {} failed, {:.1} seeds/min   ",
+                failed.len(),
+                done as f64 / minutes.max(1e-9)
             );
-            return ExitCode::FAILURE;
         }
-        println!("deterministic: two runs, one trace hash");
-        return if ok1 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
-    }
-    let report = detcd_sim::run::run(&o);
-    println!(
-        "seed {}: {} operations, {} acknowledged writes, {} faults ({}), trace hash {:016x}",
-        o.seed,
-        report.operations,
-        report.acknowledged_writes,
-        report.faults.len(),
-        report.faults.join("; "),
-        report.trace_hash
-    );
-    match report.failure {
-        None => {
-            println!("ok: every acknowledged write is on every member, and all members agree");
-            ExitCode::SUCCESS
+        eprintln!();
+        for w in workers {
+            let _ = w.join();
         }
-        Some(failure) => {
-            println!("FAILED: {failure}\nreplay: {}", replay_line(&o));
-            ExitCode::FAILURE
+        let minutes = started.elapsed().as_secs_f64() / 60.0;
+        if failed.is_empty() {
+            println!("sweep {a}..{b}: all {total} seeds passed ({:.1} seeds/min)", total as f64 / minutes.max(1e-9));
+            Ok(ExitCode::SUCCESS)
+        } else {
+            println!("sweep {a}..{b}: {} of {total} seeds failed:", failed.len());
+            for (seed, line) in &failed {
+                println!("  seed {seed}: {line}");
+            }
+            Ok(ExitCode::FAILURE)
         }
     }
-}
 
-#[cfg(madsim)]
-fn sweep_command(args: &[String]) -> ExitCode {
-    let Some((a, b)) = flag(args, "--seeds").and_then(|r| {
-        let (a, b) = r.split_once("..")?;
-        Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
-    }) else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let mut failed = Vec::new();
-    let total = b.saturating_sub(a);
-    for (done, seed) in (a..b).enumerate() {
-        let o = options(args, seed);
-        let (output, ok) = run_child(&o);
-        if !ok {
-            failed.push(seed);
-            print!("{output}");
+    /// Drops fault events one at a time, then halves the windows, while the run still fails.
+    pub fn shrink_command(args: &[String]) -> Result<ExitCode, String> {
+        let flags = run_flags(args)?;
+        let mut schedule = flags.schedule()?;
+        let scratch = std::env::temp_dir().join(format!("detcd-sim-shrink-{}.schedule", std::process::id()));
+        let fails = |s: &Schedule| -> Result<bool, String> {
+            std::fs::write(&scratch, s.to_string()).map_err(|e| format!("{}: {e}", scratch.display()))?;
+            Ok(!run_child(&flags.args(Some(&scratch)))?.1)
+        };
+        if !fails(&schedule)? {
+            println!("seed {}: the run passes; nothing to shrink", flags.seed);
+            return Ok(ExitCode::SUCCESS);
         }
-        eprint!("\rseeds {}/{total}, {} failed", done + 1, failed.len());
-    }
-    eprintln!();
-    if failed.is_empty() {
-        println!("sweep {a}..{b}: all {total} seeds passed");
-        ExitCode::SUCCESS
-    } else {
-        println!("sweep {a}..{b}: failing seeds {failed:?}");
-        ExitCode::FAILURE
+        let mut attempts = 1;
+        eprintln!("shrinking {} events", schedule.events.len());
+        // From the last event back: later events depend on earlier ones less often than the
+        // other way round, and indexes before the one dropped stay valid.
+        let mut i = schedule.events.len();
+        while i > 0 {
+            i -= 1;
+            let candidate = schedule.without(&[i]);
+            attempts += 1;
+            if fails(&candidate)? {
+                schedule = candidate;
+                eprintln!("  dropped event {i}: {} left", schedule.events.len());
+            }
+        }
+        // Shorter windows, while it still fails (each halving is one attempt; stop at no change).
+        loop {
+            let candidate = schedule.halve_windows();
+            if candidate == schedule {
+                break;
+            }
+            attempts += 1;
+            if !fails(&candidate)? {
+                break;
+            }
+            schedule = candidate;
+            eprintln!("  halved the windows");
+        }
+        let _ = std::fs::remove_file(&scratch);
+        let out = PathBuf::from(format!("detcd-sim-seed-{}.schedule", flags.seed));
+        std::fs::write(&out, schedule.to_string()).map_err(|e| format!("{}: {e}", out.display()))?;
+        println!("seed {}: still fails with {} events ({attempts} runs):", flags.seed, schedule.events.len());
+        print!("{schedule}");
+        println!("schedule written to {}", out.display());
+        println!("replay: {}", replay_line(&flags.args(Some(&out))));
+        Ok(ExitCode::FAILURE)
     }
 }

@@ -175,6 +175,9 @@ impl Node {
         let proposal_id_base = (config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) & 0xFFFF_0000_0000_0000)
             | (rng.gen::<u64>() & 0x0000_FFFF_0000_0000);
         let election = ElectionClock { timeout_ticks: 0, term: u64::MAX, role: StateRole::Follower, elapsed: 0 };
+        // A member whose snapshot already holds its own removal will never apply it again (and,
+        // out of raft's configuration, never campaigns to hear it from a peer): it knows now.
+        let removed = membership.is_removed(config.id);
         let mut node = Node {
             next_tick: now + config.heartbeat_interval,
             config,
@@ -195,7 +198,7 @@ impl Node {
             leader_changes: 0,
             membership,
             transfer: None,
-            removed: false,
+            removed,
             lessor,
             watches,
             lease_check_at: now,
@@ -378,6 +381,11 @@ impl Node {
     /// The replicated member list.
     pub fn members(&self) -> Vec<Member> {
         self.membership.list()
+    }
+
+    /// The ids of members removed from the cluster (as of the applied index), ascending.
+    pub fn removed_member_ids(&self) -> Vec<u64> {
+        self.membership.removed_ids()
     }
 
     pub fn lessor(&self) -> &Lessor {
@@ -1068,6 +1076,7 @@ fn encode_image(
         keys: store.to_key_images(),
         leases: lessor.to_images(),
         members: membership.list(),
+        removed_member_ids: membership.removed_ids(),
         cluster_id,
     }
     .encode_to_vec()
@@ -1077,5 +1086,5 @@ fn decode_image(data: &[u8], min_ttl_s: i64) -> Result<(Store, Membership, Lesso
     let image = StateImage::decode(data).map_err(|e| format!("state image does not decode: {e}"))?;
     let store = Store::from_key_images(image.current_revision, image.compact_revision, image.keys)?;
     let lessor = Lessor::restore(&image.leases, store.live_leased_keys(), min_ttl_s);
-    Ok((store, Membership::from_list(image.members), lessor))
+    Ok((store, Membership::from_list(image.members, image.removed_member_ids), lessor))
 }

@@ -24,10 +24,19 @@ const KEEPALIVE_PERCENT: u32 = 20;
 const REVOKE_PERCENT: u32 = 10;
 const PUT_PERCENT: u32 = 35;
 
+/// The id of a client's `n`-th grant: the client picks it, so that the checkers know which lease
+/// an indeterminate grant would have made (with the server picking, they cannot check at all).
+/// Unique across clients: the client number in the high half, `n` in the low.
+fn lease_id(client: u64, n: i64) -> i64 {
+    (((client & 0x7fff_ffff) as i64 + 1) << 32) | (n & 0xffff_ffff)
+}
+
 pub(crate) async fn run(client: &mut Client) {
     let mut held: Vec<i64> = Vec::new();
     // The last lease revoked: puts and keepalives on it now and then, which etcd must refuse.
     let mut revoked = 0;
+    // Grants made so far: the next lease's id is drawn from it (see `lease_id`).
+    let mut grants: i64 = 0;
     let prefix = Bytes::from(client.spec.key_prefix.clone());
     while client.running() {
         let dice = client.rng.gen_range(0..100);
@@ -39,7 +48,9 @@ pub(crate) async fn run(client: &mut Client) {
             }
         };
         let request = if held.is_empty() || (dice < GRANT_PERCENT && held.len() < LEASES_HELD_MAX) {
-            Request::LeaseGrant { ttl_s: client.rng.gen_range(LEASE_TTL_S_MIN..=LEASE_TTL_S_MAX), id: 0 }
+            grants += 1;
+            let id = lease_id(client.spec.id, grants);
+            Request::LeaseGrant { ttl_s: client.rng.gen_range(LEASE_TTL_S_MIN..=LEASE_TTL_S_MAX), id }
         } else if dice < GRANT_PERCENT + KEEPALIVE_PERCENT {
             Request::LeaseKeepalive { id: some_lease(client, &held) }
         } else if dice < GRANT_PERCENT + KEEPALIVE_PERCENT + REVOKE_PERCENT {

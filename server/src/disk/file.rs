@@ -1,8 +1,7 @@
 //! [`FileStorage`]: the [`Storage`] of a real member, in files (see the module docs of [`super`]).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use detcd_engine::limits;
 use detcd_engine::node::{Persist, Recovered};
@@ -10,6 +9,7 @@ use detcd_engine::raft::{Entry, HardState, Snapshot};
 use tracing::warn;
 
 use super::error::DiskError;
+use super::fs::{Fs, FsFile, StdFs};
 use super::snap::{self, parse_snapshot_name, snapshot_name};
 use super::wal::{self, parse_segment_name, segment_name, Record, RecordRef};
 use super::Storage;
@@ -17,6 +17,8 @@ use super::Storage;
 /// Where a member's files live, and the bounds it writes them with.
 #[derive(Debug, Clone)]
 pub(super) struct Layout {
+    /// Where the files are: the operating system's, or a simulated one.
+    pub(super) fs: Arc<dyn Fs>,
     wal_dir: PathBuf,
     snap_dir: PathBuf,
     /// A new segment is started before the current one would grow past this.
@@ -59,7 +61,7 @@ pub(super) struct Segment {
 /// The last segment, open for appending.
 #[derive(Debug)]
 struct OpenSegment {
-    file: File,
+    file: Box<dyn FsFile>,
     len_bytes: u64,
     /// The hard state record a new segment starts with: a segment holding only that is never
     /// rolled over (a record too big for it gets it to itself).
@@ -85,21 +87,27 @@ impl FileStorage {
     /// Opens the storage in `data_dir`, creating `member/wal` and `member/snap` if absent.
     /// Nothing is read until [`Storage::load`].
     pub fn open(data_dir: &Path) -> Result<FileStorage, DiskError> {
+        FileStorage::open_in(Arc::new(StdFs), data_dir)
+    }
+
+    /// [`FileStorage::open`] on the file system `fs` (the simulator's, in simulations).
+    pub fn open_in(fs: Arc<dyn Fs>, data_dir: &Path) -> Result<FileStorage, DiskError> {
         let member_dir = data_dir.join("member");
         let layout = Layout {
+            fs,
             wal_dir: member_dir.join("wal"),
             snap_dir: member_dir.join("snap"),
             segment_bytes_max: limits::WAL_SEGMENT_BYTES_MAX,
             snapshot_files_kept: limits::SNAPSHOT_FILES_KEPT,
         };
         for dir in [&layout.wal_dir, &layout.snap_dir] {
-            fs::create_dir_all(dir).map_err(|e| DiskError::io("create directory", dir, e))?;
+            layout.fs.create_dir_all(dir).map_err(|e| DiskError::io("create directory", dir, e))?;
         }
         // A directory just created exists for sure only once its parent is synced.
-        sync_dir(&member_dir)?;
-        sync_dir(data_dir)?;
+        sync_dir(&layout, &member_dir)?;
+        sync_dir(&layout, data_dir)?;
         if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
+            sync_dir(&layout, parent)?;
         }
         Ok(FileStorage { data_dir: data_dir.to_path_buf(), layout, wal: None, failed: false })
     }
@@ -180,7 +188,7 @@ impl Wal {
         let snapshots = list_snapshots(layout)?;
         let mut snapshot = None;
         for &(index, term) in snapshots.iter().rev() {
-            match snap::read_snapshot_file(&layout.snapshot_path(term, index), term, index) {
+            match snap::read_snapshot_file(&*layout.fs, &layout.snapshot_path(term, index), term, index) {
                 Ok(s) => {
                     snapshot = Some(s);
                     break;
@@ -207,7 +215,7 @@ impl Wal {
         let mut last_torn = false;
         for (i, (seq, path)) in segment_files.into_iter().enumerate() {
             let is_last = i + 1 == segment_count;
-            let data = fs::read(&path).map_err(|e| DiskError::io("read", &path, e))?;
+            let data = layout.fs.read(&path).map_err(|e| DiskError::io("read", &path, e))?;
             let scanned = wal::scan_segment(&path, &data, is_last)?;
             let mut max_entry_index = None;
             for record in scanned.records {
@@ -283,7 +291,7 @@ impl Wal {
         }
 
         let current = match segments.last() {
-            Some(last) => Some(open_for_append(&last.path, last_valid_bytes, last_torn)?),
+            Some(last) => Some(open_for_append(layout, &last.path, last_valid_bytes, last_torn)?),
             None => None,
         };
         let next_entry_index = log.last().map_or(snapshot_index, |e| e.index) + 1;
@@ -387,7 +395,7 @@ impl Wal {
 
     fn sync_current(&mut self) -> Result<(), DiskError> {
         if let (Some(current), Some(segment)) = (self.current.as_mut(), self.segments.last()) {
-            current.file.sync_data().map_err(|e| DiskError::io("fsync", &segment.path, e))?;
+            current.file.sync().map_err(|e| DiskError::io("fsync", &segment.path, e))?;
         }
         Ok(())
     }
@@ -401,16 +409,11 @@ impl Wal {
         if self.hard_state != HardState::default() {
             wal::encode_record(RecordRef::HardState(&self.hard_state), &mut header)?;
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| DiskError::io("create", &tmp, e))?;
+        let mut file = layout.fs.create(&tmp).map_err(|e| DiskError::io("create", &tmp, e))?;
         file.write_all(&header).map_err(|e| DiskError::io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| DiskError::io("fsync", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| DiskError::io("rename into place", &path, e))?;
-        sync_dir(&layout.wal_dir)?;
+        file.sync().map_err(|e| DiskError::io("fsync", &tmp, e))?;
+        layout.fs.rename(&tmp, &path).map_err(|e| DiskError::io("rename into place", &path, e))?;
+        sync_dir(layout, &layout.wal_dir)?;
         self.segments.push(Segment { seq, path, max_entry_index: None });
         self.current = Some(OpenSegment { file, len_bytes: header.len() as u64, header_bytes: header.len() as u64 });
         Ok(())
@@ -422,9 +425,9 @@ impl Wal {
         let (index, term) = (meta.index, meta.term);
         let path = layout.snapshot_path(term, index);
         let tmp = temp_path(&path);
-        snap::write_snapshot_file(&tmp, snapshot)?;
-        fs::rename(&tmp, &path).map_err(|e| DiskError::io("rename into place", &path, e))?;
-        sync_dir(&layout.snap_dir)?;
+        snap::write_snapshot_file(&*layout.fs, &tmp, snapshot)?;
+        layout.fs.rename(&tmp, &path).map_err(|e| DiskError::io("rename into place", &path, e))?;
+        sync_dir(layout, &layout.snap_dir)?;
         if let Err(at) = self.snapshots.binary_search(&(index, term)) {
             self.snapshots.insert(at, (index, term));
         }
@@ -434,10 +437,10 @@ impl Wal {
             let doomed: Vec<(u64, u64)> =
                 self.snapshots.iter().copied().filter(|&s| s != (index, term)).take(excess).collect();
             for &(i, t) in &doomed {
-                remove_file(&layout.snapshot_path(t, i))?;
+                remove_file(layout, &layout.snapshot_path(t, i))?;
                 self.snapshots.retain(|&s| s != (i, t));
             }
-            sync_dir(&layout.snap_dir)?;
+            sync_dir(layout, &layout.snap_dir)?;
         }
         Ok(())
     }
@@ -453,21 +456,20 @@ impl Wal {
         }
         // Oldest first, so that a crash in between leaves a consecutive run of segments.
         for segment in self.segments.drain(..doomed) {
-            remove_file(&segment.path)?;
+            remove_file(layout, &segment.path)?;
         }
-        sync_dir(&layout.wal_dir)
+        sync_dir(layout, &layout.wal_dir)
     }
 }
 
 /// Opens the last segment to append after its `valid_bytes`, cutting off a torn tail first.
-fn open_for_append(path: &Path, valid_bytes: u64, torn: bool) -> Result<OpenSegment, DiskError> {
-    let mut file = OpenOptions::new().write(true).open(path).map_err(|e| DiskError::io("open", path, e))?;
+fn open_for_append(layout: &Layout, path: &Path, valid_bytes: u64, torn: bool) -> Result<OpenSegment, DiskError> {
+    let mut file = layout.fs.open_at(path, valid_bytes).map_err(|e| DiskError::io("open", path, e))?;
     if torn {
-        file.set_len(valid_bytes).map_err(|e| DiskError::io("truncate", path, e))?;
+        file.truncate_to(valid_bytes).map_err(|e| DiskError::io("truncate", path, e))?;
         // The repair must be durable before anything is appended after it.
-        file.sync_all().map_err(|e| DiskError::io("fsync", path, e))?;
+        file.sync().map_err(|e| DiskError::io("fsync", path, e))?;
     }
-    file.seek(SeekFrom::Start(valid_bytes)).map_err(|e| DiskError::io("seek", path, e))?;
     // A segment reopened after a restart: whatever it starts with, it holds more than a header.
     Ok(OpenSegment { file, len_bytes: valid_bytes, header_bytes: 0 })
 }
@@ -475,7 +477,7 @@ fn open_for_append(path: &Path, valid_bytes: u64, torn: bool) -> Result<OpenSegm
 /// The segments in `wal_dir` as (seq, path), oldest first; removes leftover temporary files.
 fn list_segments(layout: &Layout) -> Result<Vec<(u64, PathBuf)>, DiskError> {
     let mut segments = Vec::new();
-    for (name, path) in list_dir(&layout.wal_dir)? {
+    for (name, path) in list_dir(layout, &layout.wal_dir)? {
         match parse_segment_name(&name) {
             Some((seq, _first_index)) => segments.push((seq, path)),
             None => warn!(path = %path.display(), "ignoring a file that is not a WAL segment"),
@@ -498,7 +500,7 @@ fn list_segments(layout: &Layout) -> Result<Vec<(u64, PathBuf)>, DiskError> {
 /// files.
 fn list_snapshots(layout: &Layout) -> Result<Vec<(u64, u64)>, DiskError> {
     let mut snapshots = Vec::new();
-    for (name, path) in list_dir(&layout.snap_dir)? {
+    for (name, path) in list_dir(layout, &layout.snap_dir)? {
         match parse_snapshot_name(&name) {
             Some((term, index)) => snapshots.push((index, term)),
             None => warn!(path = %path.display(), "ignoring a file that is not a snapshot"),
@@ -510,26 +512,24 @@ fn list_snapshots(layout: &Layout) -> Result<Vec<(u64, u64)>, DiskError> {
 
 /// The files in `dir` as (name, path), after deleting `*.tmp` files: writes a crash cut short,
 /// never renamed into place, so nothing depends on them.
-fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, DiskError> {
+fn list_dir(layout: &Layout, dir: &Path) -> Result<Vec<(String, PathBuf)>, DiskError> {
     let mut files = Vec::new();
     let mut removed = false;
-    for item in fs::read_dir(dir).map_err(|e| DiskError::io("list", dir, e))? {
-        let item = item.map_err(|e| DiskError::io("list", dir, e))?;
-        let path = item.path();
-        let Some(name) = item.file_name().to_str().map(str::to_owned) else {
-            warn!(path = %path.display(), "ignoring a file whose name is not UTF-8");
-            continue;
-        };
+    let mut names = layout.fs.list(dir).map_err(|e| DiskError::io("list", dir, e))?;
+    // Directory order is the file system's whim: sorted, warnings and removals are repeatable.
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
         if name.ends_with(".tmp") {
             warn!(path = %path.display(), "removing a temporary file left by an interrupted write");
-            remove_file(&path)?;
+            remove_file(layout, &path)?;
             removed = true;
         } else {
             files.push((name, path));
         }
     }
     if removed {
-        sync_dir(dir)?;
+        sync_dir(layout, dir)?;
     }
     Ok(files)
 }
@@ -540,14 +540,14 @@ fn temp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn remove_file(path: &Path) -> Result<(), DiskError> {
-    match fs::remove_file(path) {
+fn remove_file(layout: &Layout, path: &Path) -> Result<(), DiskError> {
+    match layout.fs.remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DiskError::io("remove", path, e)),
         _ => Ok(()),
     }
 }
 
 /// Makes a directory's entries (files created, renamed or removed in it) durable.
-fn sync_dir(dir: &Path) -> Result<(), DiskError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| DiskError::io("fsync directory", dir, e))
+fn sync_dir(layout: &Layout, dir: &Path) -> Result<(), DiskError> {
+    layout.fs.sync_dir(dir).map_err(|e| DiskError::io("fsync directory", dir, e))
 }

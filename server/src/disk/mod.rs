@@ -1,8 +1,9 @@
 //! The durable storage of one member, etcd-style: a write-ahead log of CRC-framed records in
 //! segment files, and snapshot files of the applied state.
 //!
-//! The driver talks to a [`Storage`]; production uses [`FileStorage`], the simulator injects a
-//! disk of its own. Either must behave like the harness's reference disk
+//! The driver talks to a [`Storage`]; production uses [`FileStorage`] on the operating system's
+//! files ([`StdFs`]), the simulator the same [`FileStorage`] on a simulated [`Fs`] that loses
+//! power. Either must behave like the harness's reference disk
 //! (`detcd_engine::harness::Disk`): what [`Storage::load`] returns after a restart is what
 //! applying every completed [`Storage::persist`] and [`Storage::save_snapshot`], in order, to
 //! that reference gives — except that log entries the snapshot covers are left out (the node
@@ -69,6 +70,7 @@
 
 mod error;
 mod file;
+pub mod fs;
 mod snap;
 mod wal;
 
@@ -77,6 +79,7 @@ mod tests;
 
 pub use error::{DiskError, FileKind};
 pub use file::FileStorage;
+pub use fs::{Fs, FsFile, StdFs};
 
 use detcd_engine::node::{Persist, Recovered};
 use detcd_engine::raft::Snapshot;

@@ -1,7 +1,5 @@
 //! Snapshot files (see the module docs of [`super`] for the format).
 
-use std::fs;
-use std::io::Write as _;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -9,6 +7,7 @@ use detcd_engine::raft::{Snapshot, SnapshotMetadata};
 use protobuf::Message as _;
 
 use super::error::{DiskError, FileKind};
+use super::fs::Fs;
 use super::wal::parse_pair;
 
 const MAGIC: &[u8; 8] = b"DTCDSNP1";
@@ -28,7 +27,7 @@ pub(super) fn parse_snapshot_name(name: &str) -> Option<(u64, u64)> {
 }
 
 /// Writes `snapshot` to the new file `path` and syncs it (the caller renames it into place).
-pub(super) fn write_snapshot_file(path: &Path, snapshot: &Snapshot) -> Result<(), DiskError> {
+pub(super) fn write_snapshot_file(fs: &dyn Fs, path: &Path, snapshot: &Snapshot) -> Result<(), DiskError> {
     let metadata = snapshot
         .get_metadata()
         .write_to_bytes()
@@ -46,24 +45,19 @@ pub(super) fn write_snapshot_file(path: &Path, snapshot: &Snapshot) -> Result<()
     );
     header[CRC_OFFSET..METADATA_LENGTH_OFFSET].copy_from_slice(&crc.to_le_bytes());
 
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| DiskError::io("create", path, e))?;
+    let mut file = fs.create(path).map_err(|e| DiskError::io("create", path, e))?;
     // Three writes straight from the buffers: the state image may be gigabytes, not copied.
     file.write_all(&header)
         .and_then(|()| file.write_all(&metadata))
         .and_then(|()| file.write_all(&snapshot.data))
         .map_err(|e| DiskError::io("write", path, e))?;
-    file.sync_all().map_err(|e| DiskError::io("fsync", path, e))
+    file.sync().map_err(|e| DiskError::io("fsync", path, e))
 }
 
 /// Reads and checks the snapshot file `path`, whose name says it holds (`term`, `index`).
-pub(super) fn read_snapshot_file(path: &Path, term: u64, index: u64) -> Result<Snapshot, DiskError> {
+pub(super) fn read_snapshot_file(fs: &dyn Fs, path: &Path, term: u64, index: u64) -> Result<Snapshot, DiskError> {
     let corrupt = |offset: usize, reason: String| DiskError::corrupt(FileKind::Snapshot, path, offset as u64, reason);
-    let bytes = fs::read(path).map_err(|e| DiskError::io("read", path, e))?;
+    let bytes = fs.read(path).map_err(|e| DiskError::io("read", path, e))?;
     if bytes.len() < HEADER_BYTES {
         return Err(corrupt(0, format!("{} bytes, shorter than the {HEADER_BYTES}-byte header", bytes.len())));
     }
