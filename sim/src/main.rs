@@ -56,7 +56,7 @@ mod cli {
 usage:
   detcd-sim run --seed N [--nodes 3|5] [--clients 3] [--duration 20s] [--faults all|none|KIND,…]
                 [--workload register,txn,append,watch|all (adds lease)] [--out-dir target/detcd-sim] [--schedule FILE] [--drop-events I,J,…] [--print-schedule] [--verbose]
-                [--check-determinism]
+                [--check-determinism] [--canary NAME (a build with --features canary)]
   detcd-sim sweep --seeds A..B [--jobs 2] [the run flags]
   detcd-sim shrink --seed N [the run flags]
 fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, power, fsync,
@@ -69,7 +69,8 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
     const CHECK_BUDGET_MS: u64 = 60_000;
 
     /// Flags that take a value, as the run command knows them (sweep and shrink pass them on).
-    const RUN_FLAGS: [&str; 11] = [
+    const RUN_FLAGS: [&str; 12] = [
+        "--canary",
         "--out-dir",
         "--nodes",
         "--members",
@@ -131,6 +132,8 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         schedule_file: Option<PathBuf>,
         drop_events: Vec<usize>,
         out_dir: Option<String>,
+        /// A deliberate bug every member runs with (builds with the `canary` feature only).
+        canary: Option<String>,
     }
 
     fn run_flags(args: &[String]) -> Result<RunFlags, String> {
@@ -168,7 +171,12 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
                 .map(|i| i.parse::<usize>().map_err(|_| format!("--drop-events: {i:?} is not an event number")))
                 .collect::<Result<_, _>>()?,
         };
+        let canary = flag(args, "--canary");
+        if let Some(name) = &canary {
+            set_canary(name)?;
+        }
         Ok(RunFlags {
+            canary,
             seed,
             members,
             clients,
@@ -220,6 +228,9 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
             if let Some(dir) = &self.out_dir {
                 a.extend(["--out-dir".into(), dir.clone()]);
             }
+            if let Some(name) = &self.canary {
+                a.extend(["--canary".into(), name.clone()]);
+            }
             match schedule_file.or(self.schedule_file.as_deref()) {
                 Some(path) => a.extend(["--schedule".into(), path.display().to_string()]),
                 None if !self.drop_events.is_empty() => {
@@ -233,10 +244,27 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
     }
 
     fn replay_line(args: &[String]) -> String {
+        let (target_dir, features) =
+            if has(args, "--canary") { ("target/madsim-canary", " --features canary") } else { ("target/madsim", "") };
         format!(
-            "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run -p detcd-sim -- run {}",
+            "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR={target_dir} cargo run -p detcd-sim{features} -- run {}",
             args.join(" ")
         )
+    }
+
+    /// Switches a canary bug on for this process (and so for every member it simulates).
+    #[cfg(feature = "canary")]
+    fn set_canary(name: &str) -> Result<(), String> {
+        detcd_engine::canary::set(Some(name.parse()?));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "canary"))]
+    fn set_canary(name: &str) -> Result<(), String> {
+        Err(format!(
+            "--canary {name}: this detcd-sim was built without canaries; build it with \
+             RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim-canary cargo build -p detcd-sim --features canary"
+        ))
     }
 
     /// Runs `run <args>` in a child process; its output and whether it passed.

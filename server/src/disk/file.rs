@@ -394,6 +394,10 @@ impl Wal {
     }
 
     fn sync_current(&mut self) -> Result<(), DiskError> {
+        #[cfg(feature = "canary")]
+        if detcd_engine::canary::on(detcd_engine::canary::Canary::UnsyncedAck) {
+            return Ok(());
+        }
         if let (Some(current), Some(segment)) = (self.current.as_mut(), self.segments.last()) {
             current.file.sync().map_err(|e| DiskError::io("fsync", &segment.path, e))?;
         }
