@@ -69,6 +69,9 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
     const DEFAULT_OUT_DIR: &str = "target/detcd-sim";
     /// Wall-clock budget of the linearizability search per run (running out is a failure).
     const CHECK_BUDGET_MS: u64 = 60_000;
+    /// Memory budget of the search's cache (about 1.5 times this is used at the peak): a sweep
+    /// runs two seeds at once on small CI machines.
+    const CHECK_CACHE_MIB: u64 = 512;
 
     /// Flags that take a value, as the run command knows them (sweep and shrink pass them on).
     const RUN_FLAGS: [&str; 11] = [
@@ -332,7 +335,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         println!("history: {}", history_path.display());
         let suite = SuiteOptions {
             model: ModelKind::Etcd,
-            linearizability: CheckOptions { budget_ms: CHECK_BUDGET_MS, ..CheckOptions::default() },
+            linearizability: CheckOptions { budget_ms: CHECK_BUDGET_MS, cache_budget_mib: CHECK_CACHE_MIB },
         };
         let verdicts = check_all(&report.history, &suite);
         print!("{}", report::text(&verdicts, "checker "));
