@@ -85,14 +85,53 @@ pub struct HistoryCheck {
     pub watch_lines_skipped: usize,
     /// Indeterminate writes whose value a response showed (see the module docs).
     pub indeterminate_pinned: usize,
+    /// Lease expiries added to the search (one per lease grant not failed); their operation ids
+    /// follow the history's: `ops_total + k` is the expiry of the k-th grant (see
+    /// [`HistoryCheck::describe_id`]).
+    pub lease_expiries: Vec<LeaseExpiry>,
+}
+
+/// The checker's stand-in for the expiry of a lease (see [`crate::models::EtcdModel`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseExpiry {
+    /// Its operation id in reports (past the history's).
+    pub id: usize,
+    /// The grant's operation id.
+    pub grant: usize,
+    pub lease: i64,
+    /// The earliest it can happen: the grant's call plus the TTL.
+    pub earliest_ns: u64,
+}
+
+impl HistoryCheck {
+    /// What operation `id` of a report is: "op N", or the expiry of a lease.
+    pub fn describe_id(&self, id: usize) -> String {
+        match self.lease_expiries.iter().find(|e| e.id == id) {
+            Some(e) => format!("expiry of lease {} (granted by op {})", e.lease, e.grant),
+            None => format!("op {id}"),
+        }
+    }
 }
 
 /// Checks `ops` (a history, operation `i` having id `i`) for linearizability against `model`.
 pub fn check_history(ops: &[Operation], model: ModelKind, options: &CheckOptions) -> Result<HistoryCheck, CheckError> {
     match model {
         ModelKind::Register => check_with(&RegisterModel, ops, options),
-        ModelKind::Etcd => check_with(&EtcdModel::default(), ops, options),
+        ModelKind::Etcd => check_with(&etcd_model_for(ops), ops, options),
     }
+}
+
+/// The etcd model with what `ops` needs: the store's past for ranges at a revision, times for
+/// leases.
+pub fn etcd_model_for(ops: &[Operation]) -> EtcdModel {
+    let at_revision = |r: &crate::history::RangeRequest| r.revision != 0;
+    let keep_history = ops.iter().any(|op| match &op.op {
+        Request::Range(r) => at_revision(r),
+        Request::Txn(t) => t.success.iter().chain(&t.failure).any(|o| matches!(o, TxnOp::Range(r) if at_revision(r))),
+        _ => false,
+    });
+    let leases = ops.iter().any(|op| matches!(op.op, Request::LeaseGrant { .. }));
+    EtcdModel { keep_history, leases, ..EtcdModel::default() }
 }
 
 /// [`check_history`] with any model of etcd requests.
@@ -138,8 +177,60 @@ pub fn check_with<M: HistoryModel>(
             output: op.output.clone(),
         });
     }
+    let lease_expiries = lease_expiries(ops)?;
+    for e in &lease_expiries {
+        let expiry = Request::LeaseExpire { id: e.lease };
+        model.supports(&expiry).map_err(|why| CheckError { id: e.grant, message: why })?;
+        let grant = &ops[e.grant];
+        searched.push(Op {
+            id: e.id,
+            client: grant.client,
+            call_ns: e.earliest_ns,
+            return_ns: None,
+            input: expiry,
+            output: None,
+        });
+    }
     let result = linearizability::check(model, searched, options);
-    Ok(HistoryCheck { result, ops_total: ops.len(), failed_dropped, watch_lines_skipped, indeterminate_pinned })
+    Ok(HistoryCheck {
+        result,
+        ops_total: ops.len(),
+        failed_dropped,
+        watch_lines_skipped,
+        indeterminate_pinned,
+        lease_expiries,
+    })
+}
+
+/// One expiry per lease grant that may have happened; refuses grants whose id is unknown.
+fn lease_expiries(ops: &[Operation]) -> Result<Vec<LeaseExpiry>, CheckError> {
+    let mut expiries = Vec::new();
+    for (grant, op) in ops.iter().enumerate() {
+        let Request::LeaseGrant { ttl_s, id } = op.op else { continue };
+        let (lease, granted_ttl_s) = match (&op.outcome, &op.output) {
+            (Outcome::Failed, _) => continue,
+            (_, Some(Response::LeaseGrant { id: answered, ttl_s: answered_ttl, .. })) => {
+                (if id != 0 { id } else { *answered }, (*answered_ttl).min(ttl_s))
+            }
+            _ => (id, ttl_s),
+        };
+        if lease == 0 {
+            return Err(CheckError {
+                id: grant,
+                message: "an indeterminate lease_grant whose id the server was to pick: which lease it made is \
+                          unknown (recorders should pick lease ids)"
+                    .into(),
+            });
+        }
+        let ttl_ns = u64::try_from(granted_ttl_s).unwrap_or(0).saturating_mul(1_000_000_000);
+        expiries.push(LeaseExpiry {
+            id: ops.len() + expiries.len(),
+            grant,
+            lease,
+            earliest_ns: op.call_ns.saturating_add(ttl_ns),
+        });
+    }
+    Ok(expiries)
 }
 
 /// A key and a value, as bytes.

@@ -271,6 +271,13 @@ pub enum Request {
     ListTxn {
         ops: Vec<ListOp>,
     },
+    /// Not part of the format (never read nor written): the checker's stand-in for the expiry of
+    /// lease `id`, which no client asks for, added to the search as an optional operation (see
+    /// [`crate::models::EtcdModel`]).
+    #[serde(skip)]
+    LeaseExpire {
+        id: i64,
+    },
 }
 
 /// One micro-operation of a `list_txn`.
@@ -529,6 +536,7 @@ impl Request {
             Request::Watch(_) => "watch",
             Request::WatchResponse { .. } => "watch_response",
             Request::ListTxn { .. } => "list_txn",
+            Request::LeaseExpire { .. } => "lease_expire",
         }
     }
 
@@ -614,6 +622,9 @@ impl Operation {
     pub fn validate(&self) -> Result<(), String> {
         if self.return_ns < self.call_ns {
             return Err(format!("return_ns {} is before call_ns {}", self.return_ns, self.call_ns));
+        }
+        if let Request::LeaseExpire { .. } = self.op {
+            return Err("lease_expire is the checker's stand-in for an expiry, not a request".into());
         }
         match (self.outcome, &self.output) {
             (Outcome::Ok, None) => return Err("outcome \"ok\" needs an output".into()),
@@ -860,6 +871,7 @@ impl fmt::Display for Request {
             Request::LeaseGrant { ttl_s, id } => write!(f, "lease_grant ttl {ttl_s} s id {id}"),
             Request::LeaseRevoke { id } => write!(f, "lease_revoke {id}"),
             Request::LeaseKeepalive { id } => write!(f, "lease_keepalive {id}"),
+            Request::LeaseExpire { id } => write!(f, "(lease {id} expires)"),
             Request::Compact { revision, .. } => write!(f, "compact {revision}"),
             Request::Watch(w) => {
                 write!(f, "watch #{} ", w.watcher)?;

@@ -26,12 +26,17 @@
 //! histories and the HTML report.
 
 pub mod check;
+pub mod elle;
 pub mod history;
 pub mod linearizability;
 pub mod models;
 #[cfg(not(madsim))]
 pub mod record;
+pub mod report;
+pub mod suite;
+pub mod watch;
 pub mod workload;
 
 pub use check::{check_history, CheckError, HistoryCheck, ModelKind};
 pub use linearizability::{CheckOptions, Verdict};
+pub use suite::{check_all, SuiteOptions, Verdicts};

@@ -96,6 +96,25 @@ pub trait Model {
     /// then places it elsewhere, or nowhere.)
     fn step(&self, state: &Self::State, input: &Self::Input, output: Option<&Self::Output>) -> Option<Self::State>;
 
+    /// Whether [`Model::step_before`] needs its time bound; the search computes it only then.
+    fn is_timed(&self) -> bool {
+        false
+    }
+
+    /// [`Model::step`] for a model whose operations may depend on time (etcd's lease expiry):
+    /// `window` is (the operation's call, the latest instant it can take effect at given where
+    /// the search places it: the earliest return among the operations not yet linearized, which
+    /// all come after it; `u64::MAX` when there is none or the model is not timed).
+    fn step_before(
+        &self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: Option<&Self::Output>,
+        _window: (u64, u64),
+    ) -> Option<Self::State> {
+        self.step(state, input, output)
+    }
+
     /// The partition an operation belongs to.
     fn partition(&self, input: &Self::Input) -> Self::PartitionKey;
 
@@ -207,6 +226,10 @@ pub struct Violation {
     pub longest_prefix: Vec<usize>,
     /// [`Model::describe_state`] after that prefix.
     pub state_after_prefix: String,
+    /// [`Model::describe_state`] after each operation of the prefix from index
+    /// `prefix_states_from` on (the last [`PREFIX_STATES_KEPT`] of them), for reports.
+    pub prefix_states: Vec<String>,
+    pub prefix_states_from: usize,
     /// The determinate operations that could come next after that prefix (their calls precede
     /// the first return still pending), none of which led to a full linearization; among them the
     /// one with the earliest return, which had to be linearized by then. (Indeterminate operations
@@ -238,6 +261,9 @@ impl fmt::Display for Violation {
         Ok(())
     }
 }
+
+/// How many states along the longest linearizable prefix a [`Violation`] keeps (the last ones).
+pub const PREFIX_STATES_KEPT: usize = 1_000;
 
 /// Counters of one check, for benchmarks and reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -609,7 +635,9 @@ impl<'m, M: Model> Search<'m, M> {
             debug_assert!(node.is_call && !self.is_linearized(node.op));
             let op = &self.ops[node.op as usize];
             let determinate = op.return_ns.is_some();
-            let accepted = match self.model.step(&self.state, &op.input, op.output.as_ref()) {
+            let latest_ns = if self.model.is_timed() { self.first_return_ns(bound) } else { u64::MAX };
+            let window = (op.call_ns, latest_ns);
+            let accepted = match self.model.step_before(&self.state, &op.input, op.output.as_ref(), window) {
                 // An indeterminate operation that would change nothing here (a compare that
                 // fails, a delete of nothing) is not worth placing here: every linearization
                 // with it here is one without it here, and that one is searched anyway. Left in,
@@ -659,6 +687,19 @@ impl<'m, M: Model> Search<'m, M> {
         } else {
             Cursor::Indeterminate { node: self.next_indeterminate(frame.call, frame.bound), bound: frame.bound }
         })
+    }
+
+    /// The time of the first return on the main list (`bound` if known), `u64::MAX` if none.
+    fn first_return_ns(&self, bound: u32) -> u64 {
+        let mut n = if bound != NIL { bound } else { self.nodes[MAIN_HEAD as usize].next };
+        while n != NIL {
+            let node = self.nodes[n as usize];
+            if !node.is_call {
+                return self.ops[node.op as usize].return_ns.expect("a return node has a return");
+            }
+            n = node.next;
+        }
+        u64::MAX
     }
 
     fn next_indeterminate(&self, node: u32, bound: u32) -> u32 {
@@ -733,7 +774,24 @@ impl<'m, M: Model> Search<'m, M> {
             })
             .collect();
         involved.sort_by_key(|op| (op.call_ns, op.id));
+        // The states along the prefix, replayed: the search keeps only the last one. Each step
+        // was accepted in the search (with a tighter time bound), so it is accepted again.
+        let prefix_states_from = longest.prefix.len().saturating_sub(PREFIX_STATES_KEPT);
+        let mut prefix_states = Vec::new();
+        let mut state = model.init();
+        for (i, &op) in longest.prefix.iter().enumerate() {
+            let op = &self.ops[op as usize];
+            match model.step_before(&state, &op.input, op.output.as_ref(), (op.call_ns, u64::MAX)) {
+                Some(next) => state = next,
+                None => break,
+            }
+            if i >= prefix_states_from {
+                prefix_states.push(model.describe_state(&state));
+            }
+        }
         Violation {
+            prefix_states,
+            prefix_states_from,
             partition: model.describe_partition(key),
             longest_prefix: longest.prefix.iter().map(|&i| self.ops[i as usize].id).collect(),
             state_after_prefix: model.describe_state(&longest.state),

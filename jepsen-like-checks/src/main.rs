@@ -5,13 +5,13 @@ use std::io::BufReader;
 use std::process::ExitCode;
 
 use detcd_checks::history::read_history;
-use detcd_checks::{check_history, CheckOptions, ModelKind, Verdict};
+use detcd_checks::{check_all, report, CheckOptions, ModelKind, SuiteOptions};
 
 const HELP: &str = "\
 detcd-check: consistency checkers for recorded etcd histories
 
 USAGE:
-    detcd-check check [--model register|etcd] [--budget-ms N] [--cache-budget-mib N] FILE...
+    detcd-check check [--model register|etcd] [--budget-ms N] [--cache-budget-mib N] [--report PATH] FILE...
     detcd-check record --endpoints HOST:PORT[,HOST:PORT...] --workload register|txn|append|watch|lease
                        [--clients N] [--duration 10s] [--seed S] [--out FILE] [--op-timeout 1s]
                        [--keys N] [--key-prefix P] [--no-progress]
@@ -19,8 +19,11 @@ USAGE:
 
 COMMANDS:
     check    Check each history file (JSON lines, one operation per line; the format is
-             documented in jepsen-like-checks/README.md) for linearizability, and print one
-             verdict line per file (more lines under a violation).
+             documented in jepsen-like-checks/README.md) with every checker that applies:
+             linearizability (KV, lease and compact operations), the watch checks (watch lines)
+             and the Elle-style transaction checks (list_txn lines). Prints one verdict line per
+             checker (more lines under a failure) and, when a file fails, writes an HTML report
+             (timeline, blamed operations, model states) and prints its path.
     record   Drive a live etcd v3 cluster (etcd, detcd, ...) through its gRPC API with N clients
              for the duration, write the history they saw (default: WORKLOAD-DATE-TIME.jsonl in
              the current directory), then check it as `check` does. The keys live under a fresh
@@ -34,19 +37,23 @@ OPTIONS (check):
                               delete, compare-and-set txn); checked per key; no revisions.
                             etcd: the whole key space with the global revision; every response
                               field and header revision checked.
-                            Neither models leases, compaction or ranges at a past revision yet:
-                            a history with them is an error. Watch lines are skipped (the watch
-                            checks are not built yet) and counted in the verdict line.
+                            Only the etcd model has leases (expiry is time-driven: a lease may
+                            expire any time after its TTL since its last renewal), compaction
+                            and ranges at a past revision; with the register model they are an
+                            error.
     --budget-ms N           Time allowed for each file's search [default: 60000]. Running out
                             gives \"unknown\", which is a failure.
     --cache-budget-mib N    Memory for the search's cache, estimated (peak use runs about 1.5
                             times it) [default: 2048]. Running out gives \"unknown\" too.
+    --report PATH           Where the HTML report of a failing file goes [default: FILE.html, next
+                            to the history]; with several files, PATH is for the first failing one
+                            and the others get their default.
     -h, --help              Print this help.
 
 EXIT STATUS:
-    0  every file is linearizable
-    1  some file is not linearizable, its check ran out of time (unknown), or it could not be
-       read or checked
+    0  every checker passed on every file
+    1  some checker found a violation, ran out of time (unknown), or a file could not be read
+       or checked
     2  bad command line
 ";
 
@@ -55,6 +62,7 @@ mod record_cli;
 struct Args {
     model: ModelKind,
     options: CheckOptions,
+    report: Option<String>,
     files: Vec<String>,
 }
 
@@ -67,7 +75,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         "check" => {}
         other => return Err(format!("unknown command {other:?}")),
     }
-    let mut parsed = Args { model: ModelKind::Etcd, options: CheckOptions::default(), files: Vec::new() };
+    let mut parsed = Args { model: ModelKind::Etcd, options: CheckOptions::default(), report: None, files: Vec::new() };
     let mut rest = rest.iter();
     while let Some(arg) = rest.next() {
         // `--flag value` and `--flag=value` both work.
@@ -81,6 +89,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         match flag {
             "-h" | "--help" => return Ok(None),
             "--model" => parsed.model = value("--model")?.parse()?,
+            "--report" => parsed.report = Some(value("--report")?),
             "--cache-budget-mib" => {
                 let v = value("--cache-budget-mib")?;
                 parsed.options.cache_budget_mib =
@@ -102,8 +111,9 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     Ok(Some(parsed))
 }
 
-/// Checks one file and prints its verdict; true if linearizable.
-fn check_file(path: &str, args: &Args) -> bool {
+/// Checks one file, prints its verdicts and, on a failure, writes the HTML report to `report`
+/// (or FILE.html) and prints where; true if every checker passed. `report` is taken when used.
+fn check_file(path: &str, args: &Args, report: &mut Option<String>) -> bool {
     let ops = match File::open(path)
         .map_err(|e| e.to_string())
         .and_then(|f| read_history(BufReader::new(f)).map_err(|e| e.to_string()))
@@ -114,42 +124,19 @@ fn check_file(path: &str, args: &Args) -> bool {
             return false;
         }
     };
-    let checked = match check_history(&ops, args.model, &args.options) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("{path}: error: cannot check with the {} model: {e}", args.model);
-            return false;
-        }
-    };
-    let stats = &checked.result.stats;
-    let mut counts = format!(
-        "{} ops, {} searched in {} partitions, {} failed dropped",
-        checked.ops_total, stats.ops, stats.partitions, checked.failed_dropped
-    );
-    if checked.watch_lines_skipped > 0 {
-        counts.push_str(&format!(
-            ", {} watch lines not checked (watch checks not built yet)",
-            checked.watch_lines_skipped
-        ));
+    let verdicts = check_all(&ops, &SuiteOptions { model: args.model, linearizability: args.options });
+    print!("{}", report::text(&verdicts, &format!("{path}: ")));
+    if verdicts.passed() {
+        return true;
     }
-    let time = format!("{} ms, {} steps", stats.elapsed.as_millis(), stats.steps);
-    match &checked.result.verdict {
-        Verdict::Linearizable => {
-            println!("{path}: linearizable ({} model; {counts}; {time})", args.model);
-            true
-        }
-        Verdict::NotLinearizable(v) => {
-            println!("{path}: NOT LINEARIZABLE ({} model; {counts}; {time})", args.model);
-            for line in v.to_string().lines() {
-                println!("    {line}");
-            }
-            false
-        }
-        Verdict::Unknown { reason } => {
-            println!("{path}: UNKNOWN, counted as a failure: {reason} ({} model; {counts}; {time})", args.model);
-            false
-        }
+    let html_path = report.take().unwrap_or_else(|| format!("{path}.html"));
+    let written = File::create(&html_path)
+        .and_then(|f| report::write_html(std::io::BufWriter::new(f), &format!("detcd-check: {path}"), &ops, &verdicts));
+    match written {
+        Ok(()) => println!("{path}: report written to {html_path}"),
+        Err(e) => println!("{path}: error: cannot write the report {html_path}: {e}"),
     }
+    false
 }
 
 fn main() -> ExitCode {
@@ -168,11 +155,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut all_linearizable = true;
+    let mut all_passed = true;
+    let mut report = args.report.clone();
     for path in &args.files {
-        all_linearizable &= check_file(path, &args);
+        all_passed &= check_file(path, &args, &mut report);
     }
-    if all_linearizable {
+    if all_passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -91,8 +91,13 @@ pub fn main(args: &[String]) -> ExitCode {
         recording.start_revision
     );
     // Exactly what `detcd-check check FILE` does with its defaults.
-    let check = crate::Args { model: ModelKind::Etcd, options: CheckOptions::default(), files: vec![path.clone()] };
-    if crate::check_file(&path, &check) {
+    let check = crate::Args {
+        model: ModelKind::Etcd,
+        options: CheckOptions::default(),
+        report: None,
+        files: vec![path.clone()],
+    };
+    if crate::check_file(&path, &check, &mut None) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

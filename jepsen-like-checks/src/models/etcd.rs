@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::rc::Rc;
 
@@ -44,18 +45,55 @@ use crate::linearizability::Model;
 /// The store starts empty at `initial_revision` (1 for a new etcd cluster): a history must be
 /// recorded from a fresh cluster, or from an empty key space whose revision is known.
 ///
-/// Not modelled yet (refused by [`HistoryModel::supports`]): leases (grant, revoke, keepalive,
-/// puts with a lease), compaction, ranges at a past revision (they need the store's history). Not
-/// checked: etcd's refusal of txns that write one key twice (such a txn fails, so it should not
+/// # Leases
+///
+/// The state holds the live leases and each key's lease (0: none), shown in every key-value and
+/// compared by `lease` compares. `lease_grant` creates a lease (an `ok` grant of an existing id is a
+/// violation), header revision unchanged; a put with a lease needs it alive (etcd refuses it
+/// otherwise) and attaches the key to it, a put without detaches; `lease_revoke` needs it alive,
+/// deletes its keys (one new revision if there were any) and the lease, header = the revision
+/// after; `lease_keepalive` answered with a TTL needs it alive and renews it, answered with TTL 0
+/// needs it gone. Keepalive headers are not checked: etcd's leader answers keepalives outside
+/// raft, with whatever revision it has applied.
+///
+/// Expiry is time-driven and invisible: no client asks for it. It is sound to let a lease expire
+/// at any instant after its TTL has run out since the earliest it can last have been renewed — the
+/// call of its grant or of its last keepalive answered with a TTL, in history time — and never
+/// before (etcd never expires a lease early; leader changes only extend them). So the checker adds
+/// one optional operation per grant, [`Request::LeaseExpire`], which the search places like an
+/// indeterminate write; the model accepts it only while the lease is alive and
+/// `renewed_ns + ttl_ns` is at or before the latest instant that place allows (the earliest return
+/// still pending, see [`Model::step_before`]), and it then does what a revoke does. A correct
+/// history never fails for want of an expiry, and an `ok` read of a leased key long after its
+/// TTL with no keepalive is still accepted (the lease may not have expired yet: etcd checks expiry
+/// every 500 ms, later under load). Grants whose id the server picked and whose outcome is
+/// indeterminate cannot be followed (the id is unknown) and are refused by
+/// [`HistoryModel::supports`]'s caller.
+///
+/// # Compaction and past revisions
+///
+/// `compact(r)` answered `ok` needs the compacted revision `< r <=` the current one (etcd's
+/// `ErrCompacted` and `ErrFutureRev` otherwise) and records `r`. A range at revision `r` answered
+/// `ok` needs `r >=` the compacted revision and `<=` the current one (an `ok` read at a compacted
+/// revision is a violation), and its key-values must be those of revision `r`: the model keeps the
+/// store at each past revision (shared, copy-on-write) when [`EtcdModel::keep_history`] is set,
+/// which the checker does when the history has such ranges. Its header is the current revision.
+///
+/// Not checked: etcd's refusal of txns that write one key twice (such a txn fails, so it should not
 /// appear as `ok`; the model applies its requests in order).
 #[derive(Clone, Copy, Debug)]
 pub struct EtcdModel {
     pub initial_revision: i64,
+    /// Keep the key space at every past revision, for ranges at a revision. Costs a pointer per
+    /// revision, and compares of whole histories when the search compares states.
+    pub keep_history: bool,
+    /// The history has leases: the search passes times to [`Model::step_before`].
+    pub leases: bool,
 }
 
 impl Default for EtcdModel {
     fn default() -> Self {
-        EtcdModel { initial_revision: 1 }
+        EtcdModel { initial_revision: 1, keep_history: false, leases: false }
     }
 }
 
@@ -65,14 +103,65 @@ pub struct KeyState {
     pub create_revision: i64,
     pub mod_revision: i64,
     pub version: i64,
+    /// 0: none.
+    pub lease: i64,
 }
 
-/// The map is shared between the states of the search (most steps are reads, which change
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseState {
+    pub ttl_ns: u64,
+    /// The earliest instant it can last have been renewed (granted or kept alive).
+    pub renewed_ns: u64,
+}
+
+/// The key space at a past revision, and the one before it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub keys: Rc<BTreeMap<Bytes, KeyState>>,
+    pub older: Option<Rc<Snapshot>>,
+}
+
+/// The maps are shared between the states of the search (most steps are reads, which change
 /// nothing) and copied on write.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdState {
     pub revision: i64,
     pub keys: Rc<BTreeMap<Bytes, KeyState>>,
+    pub leases: Rc<BTreeMap<i64, LeaseState>>,
+    /// The revision of the last compaction (0: none).
+    pub compact_revision: i64,
+    /// With [`EtcdModel::keep_history`]: the key space at each revision before the current one,
+    /// latest first.
+    pub past: Option<Rc<Snapshot>>,
+}
+
+/// The past is left out of the hash: it is long, and states equal in everything else are rare
+/// enough (equality still compares it; `Rc` compares pointers first).
+impl Hash for EtcdState {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.revision.hash(state);
+        self.keys.hash(state);
+        self.leases.hash(state);
+        self.compact_revision.hash(state);
+    }
+}
+
+impl EtcdState {
+    /// The key space at revision `revision` (`<=` the current one).
+    fn keys_at(&self, revision: i64) -> Option<&BTreeMap<Bytes, KeyState>> {
+        if revision >= self.revision {
+            return Some(&self.keys);
+        }
+        let mut at = self.past.as_deref();
+        while let Some(snapshot) = at {
+            if snapshot.revision <= revision {
+                return Some(&snapshot.keys);
+            }
+            at = snapshot.older.as_deref();
+        }
+        None
+    }
 }
 
 fn key_value(key: &Bytes, state: &KeyState) -> KeyValue {
@@ -82,7 +171,7 @@ fn key_value(key: &Bytes, state: &KeyState) -> KeyValue {
         create_revision: state.create_revision,
         mod_revision: state.mod_revision,
         version: state.version,
-        lease: 0,
+        lease: state.lease,
     }
 }
 
@@ -119,26 +208,47 @@ fn compare(keys: &BTreeMap<Bytes, KeyState>, c: &Compare) -> bool {
         CompareTarget::Version(n) => compare_holds(c.result, k.version.cmp(n)),
         CompareTarget::CreateRevision(n) => compare_holds(c.result, k.create_revision.cmp(n)),
         CompareTarget::ModRevision(n) => compare_holds(c.result, k.mod_revision.cmp(n)),
-        // No key has a lease: puts with leases are refused.
-        CompareTarget::Lease(n) => compare_holds(c.result, 0.cmp(n)),
+        CompareTarget::Lease(n) => compare_holds(c.result, k.lease.cmp(n)),
     })
 }
 
 /// Applies requests to a copy-on-write key map at one pending revision.
-struct Writer {
+struct Writer<'s> {
+    before: &'s EtcdState,
     keys: Rc<BTreeMap<Bytes, KeyState>>,
     /// The revision the writes get: the current one + 1.
     write_revision: i64,
     changed: bool,
+    /// Something etcd would have refused (a range at a compacted or future revision, a put with
+    /// a lease that is not alive): the request failed, so an `ok` answer is impossible.
+    refused: bool,
 }
 
-impl Writer {
-    fn range(&self, r: &RangeRequest) -> Vec<KeyValue> {
-        debug_assert_eq!(r.revision, 0, "refused by supports()");
-        select(&self.keys, &r.key, &r.range_end).into_iter().map(|(k, s)| key_value(k, s)).collect()
+impl Writer<'_> {
+    fn range(&mut self, r: &RangeRequest) -> Vec<KeyValue> {
+        let keys = if r.revision == 0 {
+            &*self.keys
+        } else if r.revision < self.before.compact_revision || r.revision > self.before.revision {
+            self.refused = true;
+            return Vec::new();
+        } else {
+            // A range at the current revision in a txn sees the txn's earlier writes, as etcd's does.
+            match self.before.keys_at(r.revision) {
+                Some(keys) if r.revision < self.before.revision => keys,
+                Some(_) => &*self.keys,
+                None => {
+                    self.refused = true;
+                    return Vec::new();
+                }
+            }
+        };
+        select(keys, &r.key, &r.range_end).into_iter().map(|(k, s)| key_value(k, s)).collect()
     }
 
     fn put(&mut self, p: &PutRequest) -> Option<KeyValue> {
+        if p.lease != 0 && !self.before.leases.contains_key(&p.lease) {
+            self.refused = true;
+        }
         let keys = Rc::make_mut(&mut self.keys);
         let previous = keys.get(&p.key);
         let prev_kv = previous.map(|s| key_value(&p.key, s));
@@ -147,6 +257,7 @@ impl Writer {
             create_revision: previous.map_or(self.write_revision, |s| s.create_revision),
             mod_revision: self.write_revision,
             version: previous.map_or(0, |s| s.version) + 1,
+            lease: p.lease,
         };
         keys.insert(p.key.clone(), next);
         self.changed = true;
@@ -174,8 +285,37 @@ impl Writer {
         (doomed.len() as i64, if d.prev_kv { doomed } else { Vec::new() })
     }
 
-    fn finish(self, revision: i64) -> EtcdState {
-        let next = EtcdState { revision: if self.changed { self.write_revision } else { revision }, keys: self.keys };
+    /// Deletes the keys attached to `lease`.
+    fn delete_leased(&mut self, lease: i64) {
+        let doomed: Vec<Bytes> =
+            self.keys.iter().filter(|(_, k)| k.lease == lease).map(|(key, _)| key.clone()).collect();
+        if doomed.is_empty() {
+            return;
+        }
+        let keys = Rc::make_mut(&mut self.keys);
+        for key in doomed {
+            keys.remove(&key);
+        }
+        self.changed = true;
+    }
+
+    fn finish(self, keep_history: bool) -> EtcdState {
+        let before = self.before;
+        let past = match (keep_history && self.changed, &before.past) {
+            (true, older) => Some(Rc::new(Snapshot {
+                revision: before.revision,
+                keys: Rc::clone(&before.keys),
+                older: older.clone(),
+            })),
+            (false, past) => past.clone(),
+        };
+        let next = EtcdState {
+            revision: if self.changed { self.write_revision } else { before.revision },
+            keys: self.keys,
+            leases: Rc::clone(&before.leases),
+            compact_revision: before.compact_revision,
+            past,
+        };
         // Cheap on every step; the walk over all keys only in debug builds.
         assert!(!self.changed || Rc::strong_count(&next.keys) == 1, "a change copied the map");
         debug_assert!(next
@@ -189,7 +329,30 @@ impl Writer {
 impl EtcdModel {
     /// The response etcd gives to `input` in `state`, and the state after it.
     pub fn apply(&self, state: &EtcdState, input: &Request) -> Option<(EtcdState, Response)> {
-        let mut w = Writer { keys: Rc::clone(&state.keys), write_revision: state.revision + 1, changed: false };
+        self.apply_at(state, input, (0, u64::MAX), None)
+    }
+
+    /// [`EtcdModel::apply`] for an operation called at `window.0` that takes effect by
+    /// `window.1` at the latest (times matter to leases only). `granted`: for a lease grant, the
+    /// (id, TTL) the server answered (the id it picked, the TTL it settled on). `None`: etcd
+    /// would have refused the request.
+    pub fn apply_at(
+        &self,
+        state: &EtcdState,
+        input: &Request,
+        window: (u64, u64),
+        granted: Option<(i64, i64)>,
+    ) -> Option<(EtcdState, Response)> {
+        let (call_ns, latest_ns) = window;
+        let mut w = Writer {
+            before: state,
+            keys: Rc::clone(&state.keys),
+            write_revision: state.revision + 1,
+            changed: false,
+            refused: false,
+        };
+        let mut leases_after: Option<BTreeMap<i64, LeaseState>> = None;
+        let mut compact_after = state.compact_revision;
         let body = match input {
             Request::Range(r) => Response::Range { header_revision: 0, kvs: w.range(r) },
             Request::Put(p) => Response::Put { header_revision: 0, prev_kv: w.put(p) },
@@ -213,14 +376,67 @@ impl EtcdModel {
                     .collect();
                 Response::Txn { header_revision: 0, succeeded, responses }
             }
-            // Refused by supports().
-            _ => return None,
+            Request::LeaseGrant { ttl_s, id } => {
+                let id = if *id != 0 { *id } else { granted.map_or(0, |(id, _)| id) };
+                let ttl_s = granted.map_or(*ttl_s, |(_, ttl)| ttl);
+                // An unknown id (indeterminate, server-picked) is refused before the search.
+                if id == 0 || state.leases.contains_key(&id) {
+                    return None;
+                }
+                let mut leases = (*state.leases).clone();
+                leases.insert(id, LeaseState { ttl_ns: ttl_ns(ttl_s), renewed_ns: call_ns });
+                leases_after = Some(leases);
+                Response::LeaseGrant { header_revision: 0, id, ttl_s }
+            }
+            Request::LeaseRevoke { id } | Request::LeaseExpire { id } => {
+                let lease = state.leases.get(id)?;
+                if let Request::LeaseExpire { .. } = input {
+                    if lease.renewed_ns.saturating_add(lease.ttl_ns) > latest_ns {
+                        return None;
+                    }
+                }
+                w.delete_leased(*id);
+                let mut leases = (*state.leases).clone();
+                leases.remove(id);
+                leases_after = Some(leases);
+                Response::LeaseRevoke { header_revision: 0 }
+            }
+            Request::LeaseKeepalive { id } => match state.leases.get(id) {
+                Some(lease) => {
+                    let mut leases = (*state.leases).clone();
+                    leases.insert(*id, LeaseState { renewed_ns: call_ns.max(lease.renewed_ns), ..*lease });
+                    leases_after = Some(leases);
+                    Response::LeaseKeepalive { header_revision: 0, ttl_s: (lease.ttl_ns / NS_PER_S) as i64 }
+                }
+                None => Response::LeaseKeepalive { header_revision: 0, ttl_s: 0 },
+            },
+            Request::Compact { revision, .. } => {
+                if *revision <= state.compact_revision || *revision > state.revision {
+                    return None;
+                }
+                compact_after = *revision;
+                Response::Compact { header_revision: 0 }
+            }
+            Request::Watch(_) | Request::WatchResponse { .. } | Request::ListTxn { .. } => return None,
         };
-        let next = w.finish(state.revision);
+        if w.refused {
+            return None;
+        }
+        let mut next = w.finish(self.keep_history);
+        if let Some(leases) = leases_after {
+            next.leases = Rc::new(leases);
+        }
+        next.compact_revision = compact_after;
         assert!(next.revision == state.revision || next.revision == state.revision + 1);
         let response = with_header(body, next.revision);
         Some((next, response))
     }
+}
+
+const NS_PER_S: u64 = 1_000_000_000;
+
+fn ttl_ns(ttl_s: i64) -> u64 {
+    u64::try_from(ttl_s).unwrap_or(0).saturating_mul(NS_PER_S)
 }
 
 /// Whether a response can only come from a request that changed the store.
@@ -237,13 +453,27 @@ fn output_says_it_wrote(output: &Response) -> bool {
     }
 }
 
+/// Whether `seen` is what the model answered; a keepalive's header and exact TTL are not
+/// compared (its leader answers outside raft; the TTL it reports is etcd's business), only
+/// whether the lease was found.
+fn same_answer(seen: &Response, expected: &Response) -> bool {
+    match (seen, expected) {
+        (Response::LeaseKeepalive { ttl_s: a, .. }, Response::LeaseKeepalive { ttl_s: b, .. }) => (*a > 0) == (*b > 0),
+        _ => seen == expected,
+    }
+}
+
 fn with_header(mut response: Response, revision: i64) -> Response {
     match &mut response {
         Response::Range { header_revision, .. }
         | Response::Put { header_revision, .. }
         | Response::Delete { header_revision, .. }
-        | Response::Txn { header_revision, .. } => *header_revision = revision,
-        _ => unreachable!("apply() builds only range, put, delete and txn responses"),
+        | Response::Txn { header_revision, .. }
+        | Response::LeaseGrant { header_revision, .. }
+        | Response::LeaseRevoke { header_revision }
+        | Response::LeaseKeepalive { header_revision, .. }
+        | Response::Compact { header_revision } => *header_revision = revision,
+        _ => unreachable!("apply() builds no watch or list_txn responses"),
     }
     response
 }
@@ -255,13 +485,38 @@ impl Model for EtcdModel {
     type PartitionKey = ();
 
     fn init(&self) -> EtcdState {
-        EtcdState { revision: self.initial_revision, keys: Rc::new(BTreeMap::new()) }
+        EtcdState {
+            revision: self.initial_revision,
+            keys: Rc::new(BTreeMap::new()),
+            leases: Rc::new(BTreeMap::new()),
+            compact_revision: 0,
+            past: None,
+        }
     }
 
     fn step(&self, state: &EtcdState, input: &Request, output: Option<&Response>) -> Option<EtcdState> {
-        let (next, expected) = self.apply(state, input)?;
+        // Without times: the call as early as can be, expiry allowed any time.
+        self.step_before(state, input, output, (0, u64::MAX))
+    }
+
+    fn is_timed(&self) -> bool {
+        self.leases
+    }
+
+    fn step_before(
+        &self,
+        state: &EtcdState,
+        input: &Request,
+        output: Option<&Response>,
+        window: (u64, u64),
+    ) -> Option<EtcdState> {
+        let granted = match output {
+            Some(Response::LeaseGrant { id, ttl_s, .. }) => Some((*id, *ttl_s)),
+            _ => None,
+        };
+        let (next, expected) = self.apply_at(state, input, window, granted)?;
         match output {
-            Some(seen) if *seen != expected => None,
+            Some(seen) if !same_answer(seen, &expected) => None,
             _ => Some(next),
         }
     }
@@ -278,7 +533,9 @@ impl Model for EtcdModel {
     /// deleted keys or put one), else at `h`: the model's answer would differ otherwise. The
     /// revision never goes down, so a state past that can never accept it.
     fn cannot_follow(&self, state: &EtcdState, _input: &Request, output: &Response) -> bool {
-        state.revision > output.header_revision() - i64::from(output_says_it_wrote(output))
+        // A keepalive's header is not checked (see the type's docs).
+        !matches!(output, Response::LeaseKeepalive { .. })
+            && state.revision > output.header_revision() - i64::from(output_says_it_wrote(output))
     }
 
     fn is_read_only(&self, input: &Request) -> bool {
@@ -312,33 +569,33 @@ impl Model for EtcdModel {
     }
 }
 
-fn check_range(r: &RangeRequest) -> Result<(), String> {
-    if r.revision != 0 {
-        return Err("a range at a past revision: the store's history is not modelled yet".into());
+impl EtcdModel {
+    fn check_range(&self, r: &RangeRequest) -> Result<(), String> {
+        if r.revision != 0 && !self.keep_history {
+            return Err("a range at a past revision needs the model's keep_history".into());
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 impl HistoryModel for EtcdModel {
     fn supports(&self, request: &Request) -> Result<(), String> {
         match request {
-            Request::Range(r) => check_range(r),
-            Request::Put(p) => super::check_put(p),
-            Request::Delete(_) => Ok(()),
+            Request::Range(r) => self.check_range(r),
+            Request::Put(_) | Request::Delete(_) => Ok(()),
             Request::Txn(t) => {
                 for op in t.success.iter().chain(&t.failure) {
-                    match op {
-                        TxnOp::Range(r) => check_range(r)?,
-                        TxnOp::Put(p) => super::check_put(p)?,
-                        TxnOp::Delete(_) => {}
+                    if let TxnOp::Range(r) = op {
+                        self.check_range(r)?;
                     }
                 }
                 Ok(())
             }
-            Request::LeaseGrant { .. } | Request::LeaseRevoke { .. } | Request::LeaseKeepalive { .. } => {
-                Err(format!("{}: leases are not modelled yet", request.type_name()))
-            }
-            Request::Compact { .. } => Err("compact: compaction is not modelled yet".into()),
+            Request::LeaseGrant { .. }
+            | Request::LeaseRevoke { .. }
+            | Request::LeaseKeepalive { .. }
+            | Request::LeaseExpire { .. }
+            | Request::Compact { .. } => Ok(()),
             Request::Watch(_) | Request::WatchResponse { .. } => {
                 Err(format!("{}: watches are for the watch checks, not a model", request.type_name()))
             }

@@ -283,9 +283,10 @@ impl HistoryModel for RegisterModel {
                 Ok(())
             }
             Request::LeaseGrant { .. } | Request::LeaseRevoke { .. } | Request::LeaseKeepalive { .. } => {
-                Err(format!("{}: leases are not modelled yet", request.type_name()))
+                Err(format!("{}: leases span keys: use the etcd model", request.type_name()))
             }
-            Request::Compact { .. } => Err("compact: compaction is not modelled yet".into()),
+            Request::Compact { .. } => Err("compact: compaction needs revisions: use the etcd model".into()),
+            Request::LeaseExpire { .. } => Err("lease_expire: leases need the etcd model".into()),
             Request::Watch(_) | Request::WatchResponse { .. } => {
                 Err(format!("{}: watches are for the watch checks, not a model", request.type_name()))
             }
