@@ -773,7 +773,8 @@ impl Node {
     /// flight; a ready with nothing to persist is completed on the spot.
     fn drive(&mut self) {
         if self.leader_id() != 0 {
-            if let Some(ctx) = self.reads.round_to_issue(self.now, self.config.read_index_retry) {
+            let term_committed = self.raw.raft.commit_to_current_term();
+            if let Some(ctx) = self.reads.round_to_issue(self.now, self.config.read_index_retry, term_committed) {
                 self.raw.read_index(ctx);
                 self.after_raft();
             }
