@@ -19,8 +19,9 @@ install_if_missing() {
   $as_root apt-get install -y -qq "$2"
 }
 
-step "tools: etcdctl 3.4 for the end-to-end tests, protoc for the etcd-client crate's build script"
+step "tools: etcdctl 3.4 and etcd 3.4 for the end-to-end tests, protoc for the etcd-client crate's build script"
 install_if_missing etcdctl etcd-client
+install_if_missing etcd etcd-server
 install_if_missing protoc protobuf-compiler
 ETCDCTL_API=3 etcdctl version | head -1
 protoc --version
@@ -28,8 +29,8 @@ protoc --version
 step "format check"
 cargo fmt --all -- --check
 
-step "build the detcd binary the end-to-end tests run"
-cargo build --locked -p detcd-server --bin detcd
+step "build the detcd and detcd-check binaries the end-to-end tests run"
+cargo build --locked -p detcd-server -p detcd-checks --bin detcd --bin detcd-check
 
 step "unit, scenario and property tests (normal world)"
 cargo test --workspace --locked

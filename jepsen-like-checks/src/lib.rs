@@ -1,7 +1,8 @@
 //! # detcd-checks
 //!
-//! Jepsen-like checkers over recorded histories of etcd v3 clients. It depends only on
-//! `detcd-proto`, so it can check histories of any etcd, not just detcd.
+//! Jepsen-like checkers over recorded histories of etcd v3 clients. Of detcd it uses only
+//! `detcd-proto` (and the recorder talks plain etcd v3 gRPC), so it can record and check
+//! histories of any etcd, not just detcd.
 //!
 //! - [`history`]: the history format — JSON lines, one client operation per line, documented
 //!   with examples — with its reader and writer.
@@ -17,15 +18,22 @@
 //! - [`elle`]: Elle-style anomaly detection on list-append transactions (`list_txn` lines).
 //! - [`suite`]: [`check_all`], every checker that applies, one verdict each; [`report`]: text
 //!   and a self-contained HTML page. The binary `detcd-check check FILE…` runs these.
+//! - [`workload`]: seeded clients of the etcd v3 gRPC API that record histories (register, txn,
+//!   list-append, watch, lease workloads); the same code runs under tokio and in the simulator.
+//! - `record` (not in a `--cfg madsim` build): runs workload clients against a live cluster,
+//!   behind `detcd-check record`.
 
 pub mod check;
 pub mod elle;
 pub mod history;
 pub mod linearizability;
 pub mod models;
+#[cfg(not(madsim))]
+pub mod record;
 pub mod report;
 pub mod suite;
 pub mod watch;
+pub mod workload;
 
 pub use check::{check_history, CheckError, HistoryCheck, ModelKind};
 pub use linearizability::{CheckOptions, Verdict};

@@ -12,6 +12,9 @@ detcd-check: consistency checkers for recorded etcd histories
 
 USAGE:
     detcd-check check [--model register|etcd] [--budget-ms N] [--cache-budget-mib N] [--report PATH] FILE...
+    detcd-check record --endpoints HOST:PORT[,HOST:PORT...] --workload register|txn|append|watch|lease
+                       [--clients N] [--duration 10s] [--seed S] [--out FILE] [--op-timeout 1s]
+                       [--keys N] [--key-prefix P]
     detcd-check --help
 
 COMMANDS:
@@ -21,8 +24,14 @@ COMMANDS:
              and the Elle-style transaction checks (list_txn lines). Prints one verdict line per
              checker (more lines under a failure) and, when a file fails, writes an HTML report
              (timeline, blamed operations, model states) and prints its path.
+    record   Drive a live etcd v3 cluster (etcd, detcd, ...) through its gRPC API with N clients
+             for the duration, write the history they saw (default: WORKLOAD-DATE-TIME.jsonl in
+             the current directory), then check it as `check` does. The keys live under a fresh
+             prefix (or --key-prefix P, which must hold no key); nobody else may write to the
+             cluster meanwhile. Revisions in the history count from the start of the recording.
+             Defaults: --clients 4 --duration 10s --op-timeout 1s --keys 5, a seed from the clock.
 
-OPTIONS:
+OPTIONS (check):
     --model register|etcd   The sequential model [default: etcd].
                             register: each key an independent register (single-key range, put,
                               delete, compare-and-set txn); checked per key; no revisions.
@@ -47,6 +56,8 @@ EXIT STATUS:
        or checked
     2  bad command line
 ";
+
+mod record_cli;
 
 struct Args {
     model: ModelKind,
@@ -130,6 +141,9 @@ fn check_file(path: &str, args: &Args, report: &mut Option<String>) -> bool {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "record") {
+        return record_cli::main(&args[1..]);
+    }
     let args = match parse_args(&args) {
         Ok(Some(a)) => a,
         Ok(None) => {

@@ -442,8 +442,13 @@ fn unsupported_operations_are_refused_not_passed() {
     assert!(refusal(std::slice::from_ref(&old_read), model).contains("past revision"));
     // Even indeterminate ones: they may have happened.
     assert!(refusal(&[indeterminate(lease.clone())], model).contains("leases"));
-    // The etcd model cannot follow a lease whose id nobody knows.
-    assert!(refusal(&[indeterminate(lease.clone())], ModelKind::Etcd).contains("recorders should pick lease ids"));
+    // The etcd model cannot follow a lease whose id nobody knows, when a lease it could be is used.
+    let unknown = indeterminate(lease.clone());
+    assert!(
+        refusal(&[unknown.clone(), leased_put.clone()], ModelKind::Etcd).contains("recorders should pick lease ids")
+    );
+    // Unused, it makes no difference.
+    assert_linearizable(&[unknown, put(1, 20, 30, "a", "1", 2)], ModelKind::Etcd);
     // A failed one certainly did not happen: nothing to model.
     assert_linearizable(&[failed(lease)], ModelKind::Etcd);
     // Registers are single keys.

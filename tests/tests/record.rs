@@ -1,0 +1,162 @@
+//! `detcd-check record` end to end: the register, txn, append and watch workloads recorded
+//! against Debian's real etcd 3.4, against one detcd member and against three, and each history
+//! checked — it must be linearizable, and must hold enough answered requests to mean something.
+//!
+//! Needs `/usr/bin/etcd` (Debian's `etcd-server`, or `$ETCD_BIN`) and `target/debug/detcd-check`
+//! (or `$DETCD_CHECK_BIN`); `tests/run-all.sh` installs the one and builds the other.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use detcd_checks::history::{read_history, ListOp, Outcome, Request};
+use detcd_tests::{etcdctl, free_port, Cluster, TempDir};
+
+/// Each workload runs this long, with this many clients: a few thousand operations, checked in
+/// well under a second, so that the whole file stays within a minute or so.
+const DURATION: &str = "3s";
+const CLIENTS: &str = "4";
+/// Below this many `ok` operations a history proves little: the run must have made progress.
+const OK_OPS_MIN: usize = 100;
+
+fn detcd_check_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("DETCD_CHECK_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/detcd-check");
+    assert!(bin.exists(), "{} not built: run `cargo build -p detcd-checks` (tests/run-all.sh does)", bin.display());
+    bin
+}
+
+/// Records `workload` against `endpoints` into `dir` and checks the outcome: exit 0, the
+/// verdict "linearizable", and a history that shows the workload really ran.
+fn record_and_check(endpoints: &str, workload: &str, seed: u64, dir: &Path) {
+    let out = dir.join(format!("{workload}.jsonl"));
+    let run = Command::new(detcd_check_bin())
+        .args(["record", "--endpoints", endpoints, "--workload", workload, "--clients", CLIENTS])
+        .args(["--duration", DURATION, "--seed", &seed.to_string(), "--no-progress", "--out"])
+        .arg(&out)
+        .output()
+        .expect("run detcd-check record");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success() && stdout.contains(": linearizable ("),
+        "{workload} on {endpoints}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        run.status
+    );
+    let ops = read_history(std::io::BufReader::new(std::fs::File::open(&out).expect("the history file")))
+        .expect("a valid history");
+    let ok = |what: fn(&Request) -> bool| ops.iter().filter(|o| o.outcome == Outcome::Ok && what(&o.op)).count();
+    let ok_ops = ok(|_| true);
+    assert!(ok_ops >= OK_OPS_MIN, "{workload} on {endpoints}: only {ok_ops} ok operations of {}", ops.len());
+    match workload {
+        "register" => {
+            let (puts, ranges) = (ok(|r| matches!(r, Request::Put(_))), ok(|r| matches!(r, Request::Range(_))));
+            assert!(puts > 0 && ranges > 0, "{workload} on {endpoints}: {puts} puts and {ranges} ranges answered");
+        }
+        "txn" => assert!(ok(|r| matches!(r, Request::Txn(_))) > 0, "{workload}: no txn answered"),
+        "append" => {
+            let appended = ops.iter().any(|o| {
+                o.outcome == Outcome::Ok
+                    && matches!(&o.op, Request::ListTxn { ops } if ops.iter().any(|m| matches!(m, ListOp::Append { .. })))
+            });
+            assert!(appended, "{workload} on {endpoints}: no list_txn with an append succeeded");
+        }
+        "watch" => {
+            let responses = ok(|r| matches!(r, Request::WatchResponse { .. }));
+            assert!(ok(|r| matches!(r, Request::Watch(_))) > 0, "{workload} on {endpoints}: no watch created");
+            assert!(responses > 0, "{workload} on {endpoints}: no watch response");
+        }
+        other => panic!("no expectations for {other}"),
+    }
+}
+
+const WORKLOADS: [&str; 4] = ["register", "txn", "append", "watch"];
+
+/// Debian's etcd 3.4, one member on free loopback ports; killed on drop.
+struct Etcd {
+    child: Child,
+    client_url: String,
+    _dir: TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let bin = std::env::var("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/usr/bin/etcd"));
+        let found = Command::new(&bin).arg("--version").output().is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "etcd not found at {}: `apt-get install -y etcd-server` (Debian's etcd 3.4; tests/run-all.sh installs \
+             it), or set ETCD_BIN",
+            bin.display()
+        );
+        let dir = TempDir::new("etcd");
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.0.join("etcd.log")).expect("log file");
+        let child = Command::new(bin)
+            .arg("--name=e1")
+            .arg(format!("--data-dir={}", dir.0.join("e1.etcd").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=e1={peer_url}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        let etcd = Etcd { child, client_url, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !etcdctl(&etcd.endpoint(), &["put", "__ready", "1"]).status.success() {
+            let log = std::fs::read_to_string(etcd._dir.0.join("etcd.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "etcd not ready:\n{log}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        etcd
+    }
+
+    fn endpoint(&self) -> String {
+        self.client_url.trim_start_matches("http://").to_string()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn record_against_etcd_3_4_is_linearizable() {
+    let etcd = Etcd::start();
+    let dir = TempDir::new("record-etcd");
+    for (seed, workload) in WORKLOADS.iter().enumerate() {
+        record_and_check(&etcd.endpoint(), workload, seed as u64, &dir.0);
+    }
+}
+
+#[test]
+fn record_against_one_detcd_member_is_linearizable() {
+    let cluster = Cluster::start(1, "record-one");
+    let dir = TempDir::new("record-one");
+    for (seed, workload) in WORKLOADS.iter().enumerate() {
+        record_and_check(&cluster.endpoints(), workload, 10 + seed as u64, &dir.0);
+    }
+}
+
+/// The clients spread over the three members: followers answer too.
+#[test]
+fn record_against_three_detcd_members_is_linearizable() {
+    let cluster = Cluster::start(3, "record-three");
+    let dir = TempDir::new("record-three");
+    for (seed, workload) in WORKLOADS.iter().enumerate() {
+        record_and_check(&cluster.endpoints(), workload, 20 + seed as u64, &dir.0);
+    }
+}
