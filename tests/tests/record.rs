@@ -1,6 +1,8 @@
-//! `detcd-check record` end to end: the register, txn, append and watch workloads recorded
+//! `detcd-check record` end to end: the register, txn, append, watch and lease workloads recorded
 //! against Debian's real etcd 3.4, against one detcd member and against three, and each history
-//! checked — it must be linearizable, and must hold enough answered requests to mean something.
+//! checked by every checker that applies — linearizable (with leases and their expiry), the watch
+//! guarantees held, no transaction anomaly — and holding enough answered requests to mean
+//! something.
 //!
 //! Needs `/usr/bin/etcd` (Debian's `etcd-server`, or `$ETCD_BIN`) and `target/debug/detcd-check`
 //! (or `$DETCD_CHECK_BIN`); `tests/run-all.sh` installs the one and builds the other.
@@ -78,11 +80,19 @@ fn record_and_check(endpoints: &str, workload: &str, seed: u64, dir: &Path) {
             assert!(ok(|r| matches!(r, Request::Watch(_))) > 0, "{workload} on {endpoints}: no watch created");
             assert!(responses > 0, "{workload} on {endpoints}: no watch response");
         }
+        "lease" => {
+            let (grants, keepalives) =
+                (ok(|r| matches!(r, Request::LeaseGrant { .. })), ok(|r| matches!(r, Request::LeaseKeepalive { .. })));
+            assert!(
+                grants > 0 && keepalives > 0,
+                "{workload} on {endpoints}: {grants} grants, {keepalives} keepalives"
+            );
+        }
         other => panic!("no expectations for {other}"),
     }
 }
 
-const WORKLOADS: [&str; 4] = ["register", "txn", "append", "watch"];
+const WORKLOADS: [&str; 5] = ["register", "txn", "append", "watch", "lease"];
 
 /// Debian's etcd 3.4, one member on free loopback ports; killed on drop.
 struct Etcd {
