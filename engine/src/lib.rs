@@ -21,6 +21,8 @@
 //! - [`harness`]: a deterministic in-process cluster for tests and benchmarks;
 //! - [`time`]: the injected time.
 
+#[cfg(feature = "canary")]
+pub mod canary;
 pub mod error;
 pub mod harness;
 pub mod lease;

@@ -79,6 +79,35 @@ fn writes_and_reads_through_leader_and_followers() {
     assert_eq!((h.member_id, h.revision, h.cluster_id != 0, h.raft_term >= 1), (follower, 3, true, true));
 }
 
+/// raft-rs drops a ReadIndex round that reaches a leader before it has committed an entry of
+/// its term; the member asks again as soon as it sees that commit instead of waiting out the
+/// 500 ms retry, so a new cluster's (or a new leader's) first reads are not all half a second late.
+#[test]
+fn reads_sent_as_a_leader_is_elected_are_answered_once_it_commits_not_after_the_retry() {
+    for seed in 1..=5 {
+        let mut c = Cluster::new(3, seed);
+        c.wait_for_leader();
+        let sent_at = c.now();
+        let reads: Vec<(u64, _)> = c
+            .ids()
+            .into_iter()
+            .map(|id| {
+                let req = RangeRequest { key: Bytes::from_static(b"k"), ..Default::default() };
+                (id, c.request(id, Request::Range(req)))
+            })
+            .collect();
+        for (id, rid) in reads {
+            let answer = c.wait(id, rid, Duration::from_secs(5));
+            assert!(matches!(answer, Some(Ok(Response::Range(_)))), "seed {seed}: read on {id}: {answer:?}");
+            let waited = c.now().saturating_duration_since(sent_at);
+            assert!(
+                waited < Duration::from_millis(300),
+                "seed {seed}: the read on member {id} took {waited:?} of virtual time (the retry is 500 ms)"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_read_only_txn_is_a_linearizable_read_and_a_write_txn_commits_once() {
     let mut c = Cluster::new(3, 2);

@@ -7,6 +7,8 @@
 //! Every process a test starts is killed when its [`Member`] is dropped, so a failing test
 //! leaves nothing running; data directories live under the system temp dir and are removed.
 
+pub mod bench;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -62,6 +64,11 @@ pub struct Member {
 impl Member {
     pub fn endpoint(&self) -> String {
         self.client_url.trim_start_matches("http://").to_string()
+    }
+
+    /// The process id while it runs (to read its memory from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn start(&mut self) {

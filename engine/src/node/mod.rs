@@ -674,6 +674,11 @@ impl Node {
             return Err(Error::NoLeader);
         }
         let deadline = self.now + self.config.request_timeout;
+        #[cfg(feature = "canary")]
+        if crate::canary::on(crate::canary::Canary::StaleRead) && self.is_leader() {
+            self.serve_read(PendingRead { id, request, deadline });
+            return Ok(());
+        }
         self.reads.enqueue(PendingRead { id, request, deadline });
         Ok(())
     }
@@ -768,7 +773,8 @@ impl Node {
     /// flight; a ready with nothing to persist is completed on the spot.
     fn drive(&mut self) {
         if self.leader_id() != 0 {
-            if let Some(ctx) = self.reads.round_to_issue(self.now, self.config.read_index_retry) {
+            let term_committed = self.raw.raft.commit_to_current_term();
+            if let Some(ctx) = self.reads.round_to_issue(self.now, self.config.read_index_retry, term_committed) {
                 self.raw.read_index(ctx);
                 self.after_raft();
             }
@@ -979,6 +985,12 @@ impl Node {
             let applied_term = self.raw.store().term_of(self.applied_index);
             if applied_term == Some(self.term()) {
                 let election_timeout = self.config.heartbeat_interval * self.config.election_ticks as u32;
+                #[cfg(feature = "canary")]
+                let election_timeout = if crate::canary::on(crate::canary::Canary::LeaseNoExtension) {
+                    Duration::ZERO
+                } else {
+                    election_timeout
+                };
                 self.lessor.promote(self.now, election_timeout);
                 self.lease_check_at = self.now;
             }
@@ -994,10 +1006,24 @@ impl Node {
     fn take_snapshot(&mut self) {
         let index = self.applied_index;
         let log = self.raw.store();
+        let image = encode_image(&self.store, index, self.config.cluster_id, &self.membership, &self.lessor);
+        // The canary labels the image with the index before the last entry it holds (when that
+        // entry is an ordinary request, which can apply twice without tripping raft).
+        #[cfg(feature = "canary")]
+        let index = if crate::canary::on(crate::canary::Canary::DoubleApply)
+            && index > self.snapshot_index + 1
+            && log
+                .entries_between(index, index + 1)
+                .first()
+                .is_some_and(|e| e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty())
+        {
+            index - 1
+        } else {
+            index
+        };
         let term = log.term_of(index).expect("the applied entry is in the log");
         let mut snapshot = Snapshot::default();
-        snapshot.data =
-            Bytes::from(encode_image(&self.store, index, self.config.cluster_id, &self.membership, &self.lessor));
+        snapshot.data = Bytes::from(image);
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term;

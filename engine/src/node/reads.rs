@@ -8,7 +8,10 @@
 //!
 //! A round can be silently dropped by raft (no leader, or a new leader that has not yet
 //! committed an entry of its term), so an unanswered round is issued again after
-//! `read_index_retry`; a leader change fails the reads of the round in flight with
+//! `read_index_retry` — or at once, for a round issued before this member saw the leader commit
+//! an entry of the current term, as soon as it sees that (raft-rs drops such rounds rather than
+//! queueing them as etcd's raft does, and a fresh cluster's first reads would otherwise all wait
+//! out the retry); a leader change fails the reads of the round in flight with
 //! `LeaderChanged`, as etcd does; every read fails with `Timeout` at its deadline.
 
 use super::io::{Request, RequestId};
@@ -26,6 +29,9 @@ pub(crate) struct PendingRead {
 struct Round {
     ctx: u64,
     issued_at: Instant,
+    /// Issued before the leader had (to our knowledge) committed an entry of its term: the
+    /// leader dropped it, so it is issued again once that commit is known.
+    before_term_commit: bool,
     reads: Vec<PendingRead>,
 }
 
@@ -51,12 +57,13 @@ impl Reads {
     }
 
     /// The context of a ReadIndex round to issue now, if one is due: when none is in flight and
-    /// reads wait, or when the one in flight went unanswered for `retry` (then the new round
-    /// takes over its reads, and those that waited).
-    pub fn round_to_issue(&mut self, now: Instant, retry: Duration) -> Option<Vec<u8>> {
+    /// reads wait, or when the one in flight went unanswered for `retry` or was issued before
+    /// the term's first commit that `term_committed` now reports (then the new round takes over
+    /// its reads, and those that waited).
+    pub fn round_to_issue(&mut self, now: Instant, retry: Duration, term_committed: bool) -> Option<Vec<u8>> {
         let due = match &self.round {
             None => !self.waiting.is_empty(),
-            Some(round) => now >= round.issued_at + retry,
+            Some(round) => now >= round.issued_at + retry || (round.before_term_commit && term_committed),
         };
         if !due {
             return None;
@@ -65,7 +72,7 @@ impl Reads {
         reads.append(&mut self.waiting);
         let ctx = self.next_ctx;
         self.next_ctx += 1;
-        self.round = Some(Round { ctx, issued_at: now, reads });
+        self.round = Some(Round { ctx, issued_at: now, before_term_commit: !term_committed, reads });
         Some(ctx.to_be_bytes().to_vec())
     }
 

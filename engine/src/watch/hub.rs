@@ -437,6 +437,10 @@ impl WatchHub {
         self.current_revision = new;
         let synced: Vec<WatcherRef> =
             self.synced_keys.values().flatten().chain(self.synced_ranges.iter()).copied().collect();
+        #[cfg(feature = "canary")]
+        let synced = if crate::canary::on(crate::canary::Canary::WatchRestoreSilent) { Vec::new() } else { synced };
+        #[cfg(feature = "canary")]
+        let old = if crate::canary::on(crate::canary::Canary::WatchResend) { old - 1 } else { old };
         for r in synced {
             self.leave(r);
             self.enter(r, Group::Unsynced, old + 1);
@@ -526,6 +530,12 @@ impl WatchHub {
         let w = &self.watchers[&r];
         debug_assert_eq!(w.group, Group::Unsynced);
         let after = w.next_revision - 1;
+        #[cfg(feature = "canary")]
+        let after = if crate::canary::on(crate::canary::Canary::WatchDropCompacted) {
+            after.max(store.compact_revision())
+        } else {
+            after
+        };
         let result = store.events_in(&w.key, &w.range_end, after, current, WATCH_SYNC_RESPONSE_EVENTS_MAX);
         let st = self.streams.get_mut(&r.0).expect("a watcher's stream exists");
         match result {
