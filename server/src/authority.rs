@@ -739,3 +739,234 @@ impl<T: tonic::transport::server::Connected> tonic::transport::server::Connected
         self.inner.connect_info()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    }
+
+    fn field(name: &str, value: &str) -> HeaderField {
+        HeaderField { name: name.into(), value: value.into(), never_indexed: false }
+    }
+
+    fn grpc_go_request(path: &str, authority: &str) -> Vec<HeaderField> {
+        vec![
+            field(":method", "POST"),
+            field(":scheme", "http"),
+            field(":path", path),
+            field(":authority", authority),
+            field("content-type", "application/grpc"),
+            field("user-agent", "grpc-go/1.26.0"),
+            field("te", "trailers"),
+        ]
+    }
+
+    // Three header blocks from one independent HPACK encoder (Python's `hpack`, Huffman on), in
+    // order: grpc-go's headers for a Put; the same for a Range, which reuses the dynamic table
+    // (`c2 c1 c0 bf` index entries the first block added); then a size update to 64 bytes, the
+    // authority added again, and a never-indexed `authorization`.
+    const PUT_BLOCK: &str =
+        "8386448f60a924882d9dcb6571af9b8b1aed4f418f9d29aee30c044eae05c0b86e09975f5f8b1d75d0620d263d4c4d65\
+        647a8a9acac8b4c7602b89c5c14082497f864d833505b11f";
+    const RANGE_BLOCK: &str = "8386449060a924882d9dcb6571af9b8b1b4754c5c2c1c0bf";
+    const RESIZED_BLOCK: &str = "3f2183418f9d29aee30c044eae05c0b86e09975f1f088941496152b24fd4b57f";
+
+    #[test]
+    fn huffman_strings_decode_as_in_rfc_7541_appendix_c4() {
+        assert_eq!(huffman_decode(&hex("f1e3c2e5f23a6ba0ab90f4ff")).unwrap(), b"www.example.com");
+        assert_eq!(huffman_decode(&hex("a8eb10649cbf")).unwrap(), b"no-cache");
+        assert_eq!(huffman_decode(&hex("25a849e95bb8e8b4bf")).unwrap(), b"custom-value");
+        // Eight bits of padding, padding that is not all ones, and a whole EOS are all refused.
+        assert!(huffman_decode(&hex("f1e3c2e5f23a6ba0ab90f4ffff")).is_err());
+        assert!(huffman_decode(&hex("f1e3c2e5f23a6ba0ab90f4fe")).is_err());
+        assert!(huffman_decode(&hex("ffffffff")).is_err());
+    }
+
+    #[test]
+    fn a_decoder_follows_the_clients_dynamic_table_across_requests_and_a_size_update() {
+        let mut decoder = Decoder::default();
+        let put = decoder.decode(&hex(PUT_BLOCK)).unwrap();
+        assert_eq!(put, grpc_go_request("/etcdserverpb.KV/Put", "http://127.0.0.1:2379"));
+        let range = decoder.decode(&hex(RANGE_BLOCK)).unwrap();
+        assert_eq!(range, grpc_go_request("/etcdserverpb.KV/Range", "http://127.0.0.1:2379"));
+        let resized = decoder.decode(&hex(RESIZED_BLOCK)).unwrap();
+        let secret = HeaderField { never_indexed: true, ..field("authorization", "secret-token") };
+        assert_eq!(resized, vec![field(":method", "POST"), field(":authority", "http://127.0.0.1:2379"), secret]);
+        assert_eq!(decoder.table.max_size_bytes, 64);
+        assert_eq!(decoder.table.entries.len(), 1, "only the re-added authority fits in 64 bytes");
+    }
+
+    #[test]
+    fn bad_hpack_is_refused() {
+        // A size update above the server's 4096-byte SETTINGS_HEADER_TABLE_SIZE.
+        let mut too_big = Vec::new();
+        encode_int(&mut too_big, 0x20, 5, 4097);
+        assert!(Decoder::default().decode(&too_big).is_err());
+        // A size update after a field.
+        assert!(Decoder::default().decode(&hex("823f21")).is_err());
+        // An index past both tables, index 0, a string longer than the block, a runaway integer.
+        assert!(Decoder::default().decode(&hex("be")).is_err());
+        assert!(Decoder::default().decode(&hex("80")).is_err());
+        assert!(Decoder::default().decode(&hex("400a61")).is_err());
+        assert!(Decoder::default().decode(&hex("ffffffffffff01")).is_err());
+    }
+
+    #[test]
+    fn only_a_scheme_prefixed_authority_changes() {
+        let fixed = |value: &str| {
+            let mut fields = vec![field(":authority", value), field("x-other", "http://kept")];
+            let changed = fix_authority(&mut fields);
+            (changed, fields.iter().map(|f| String::from_utf8(f.value.clone()).unwrap()).collect::<Vec<_>>())
+        };
+        assert_eq!(fixed("http://127.0.0.1:2379"), (true, vec!["127.0.0.1:2379".into(), "http://kept".into()]));
+        assert_eq!(fixed("https://node-1:2379/some/path"), (true, vec!["node-1:2379".into(), "http://kept".into()]));
+        assert_eq!(fixed("127.0.0.1:2379"), (false, vec!["127.0.0.1:2379".into(), "http://kept".into()]));
+        assert_eq!(fixed("unix:///tmp/etcd.sock"), (true, vec!["http://kept".into()]), "an empty authority goes");
+    }
+
+    #[test]
+    fn re_encoded_blocks_never_touch_the_servers_dynamic_table() {
+        let mut fields = grpc_go_request("/etcdserverpb.KV/Put", "http://127.0.0.1:2379");
+        fields.push(HeaderField { never_indexed: true, ..field("authorization", "secret-token") });
+        fix_authority(&mut fields);
+        let block = encode(&fields);
+        let mut server = Decoder::default();
+        assert_eq!(server.decode(&block).unwrap(), fields);
+        assert!(server.table.entries.is_empty());
+        assert_eq!(fields[3].value, b"127.0.0.1:2379");
+        // `:method: POST` is static index 3; the never-indexed field keeps its marking.
+        assert_eq!(block[0], 0x83);
+        assert!(block.windows(2).any(|w| w == [0x1f, 0x08]), "authorization: never indexed, static name 23");
+    }
+
+    struct Frame {
+        kind: u8,
+        flags: u8,
+        stream_id: u32,
+        payload: Vec<u8>,
+    }
+
+    fn frame_bytes(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        write_frame_header(&mut out, payload.len(), kind, flags, stream_id);
+        out.extend_from_slice(payload);
+        out.to_vec()
+    }
+
+    fn parse_frames(mut bytes: &[u8]) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while !bytes.is_empty() {
+            let length = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+            let stream_id = u32::from_be_bytes(bytes[5..9].try_into().unwrap());
+            let payload = bytes[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + length].to_vec();
+            frames.push(Frame { kind: bytes[3], flags: bytes[4], stream_id, payload });
+            bytes = &bytes[FRAME_HEADER_BYTES + length..];
+        }
+        frames
+    }
+
+    /// Feeds `input` to a fresh rewriter in pieces of `piece_bytes`, as a socket might deliver it.
+    fn rewrite(input: &[u8], piece_bytes: usize) -> io::Result<Vec<u8>> {
+        let mut rewriter = ClientStreamRewriter::default();
+        let (mut pending, mut output) = (BytesMut::new(), BytesMut::new());
+        for piece in input.chunks(piece_bytes) {
+            pending.extend_from_slice(piece);
+            rewriter.process(&mut pending, &mut output)?;
+        }
+        assert!(pending.is_empty(), "everything complete was consumed");
+        Ok(output.to_vec())
+    }
+
+    #[test]
+    fn a_connection_keeps_every_frame_but_gets_its_header_blocks_fixed() {
+        let put = hex(PUT_BLOCK);
+        let settings = frame_bytes(0x4, 0, 0, &[0, 0x3, 0, 0, 0, 100]);
+        // Stream 1: HEADERS padded and with a priority, its block split over a CONTINUATION.
+        let mut headers_payload = vec![3];
+        headers_payload.extend_from_slice(&[0, 0, 0, 0, 15]);
+        headers_payload.extend_from_slice(&put[..30]);
+        headers_payload.extend_from_slice(&[0, 0, 0]);
+        let data = frame_bytes(0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\x05hello");
+        let mut input = PREFACE.to_vec();
+        input.extend(settings.clone());
+        input.extend(frame_bytes(FRAME_HEADERS, FLAG_PADDED | FLAG_PRIORITY, 1, &headers_payload));
+        input.extend(frame_bytes(FRAME_CONTINUATION, FLAG_END_HEADERS, 1, &put[30..]));
+        input.extend(data.clone());
+        // Stream 3: a block that leans on the dynamic table the first one filled.
+        input.extend(frame_bytes(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &hex(RANGE_BLOCK)));
+
+        for piece_bytes in [1, 7, 4096] {
+            let output = rewrite(&input, piece_bytes).unwrap();
+            assert_eq!(&output[..PREFACE.len()], PREFACE);
+            let frames = parse_frames(&output[PREFACE.len()..]);
+            assert_eq!(frames.len(), 4, "the CONTINUATION folded into one HEADERS");
+            assert_eq!(frame_bytes(frames[0].kind, frames[0].flags, 0, &frames[0].payload), settings);
+            let mut server = Decoder::default();
+
+            let first = &frames[1];
+            assert_eq!(
+                (first.kind, first.flags, first.stream_id),
+                (FRAME_HEADERS, FLAG_PRIORITY | FLAG_END_HEADERS, 1)
+            );
+            assert_eq!(&first.payload[..PRIORITY_BYTES], &[0, 0, 0, 0, 15]);
+            let fields = server.decode(&first.payload[PRIORITY_BYTES..]).unwrap();
+            assert_eq!(fields, grpc_go_request("/etcdserverpb.KV/Put", "127.0.0.1:2379"));
+
+            let second = &frames[2];
+            assert_eq!(frame_bytes(second.kind, second.flags, second.stream_id, &second.payload), data);
+
+            let third = &frames[3];
+            assert_eq!(
+                (third.kind, third.flags, third.stream_id),
+                (FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3)
+            );
+            let fields = server.decode(&third.payload).unwrap();
+            assert_eq!(fields, grpc_go_request("/etcdserverpb.KV/Range", "127.0.0.1:2379"));
+            assert!(server.table.entries.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_block_over_one_frame_goes_out_as_headers_and_continuations() {
+        let mut fields = grpc_go_request("/etcdserverpb.KV/Put", "http://127.0.0.1:2379");
+        fields.push(field("x-large", &"v".repeat(40_000)));
+        let block = encode(&fields);
+        let mut input = PREFACE.to_vec();
+        let (first, rest) = block.split_at(10_000);
+        input.extend(frame_bytes(FRAME_HEADERS, 0, 5, first));
+        for (i, chunk) in rest.chunks(10_000).enumerate() {
+            let last = (i + 1) * 10_000 >= rest.len();
+            input.extend(frame_bytes(FRAME_CONTINUATION, if last { FLAG_END_HEADERS } else { 0 }, 5, chunk));
+        }
+        let output = rewrite(&input, 1500).unwrap();
+        let frames = parse_frames(&output[PREFACE.len()..]);
+        assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [1, 9, 9]);
+        assert!(frames.iter().all(|f| f.payload.len() <= OUT_FRAME_PAYLOAD_BYTES_MAX && f.stream_id == 5));
+        assert_eq!(frames.iter().map(|f| f.flags & FLAG_END_HEADERS).collect::<Vec<_>>(), [0, 0, FLAG_END_HEADERS]);
+        let joined: Vec<u8> = frames.iter().flat_map(|f| f.payload.clone()).collect();
+        fix_authority(&mut fields);
+        assert_eq!(Decoder::default().decode(&joined).unwrap(), fields);
+    }
+
+    #[test]
+    fn protocol_violations_close_the_connection_and_other_protocols_pass_through() {
+        let mut interleaved = PREFACE.to_vec();
+        interleaved.extend(frame_bytes(FRAME_HEADERS, 0, 1, &hex(RANGE_BLOCK)[..4]));
+        interleaved.extend(frame_bytes(0x0, 0, 1, b"data"));
+        assert!(rewrite(&interleaved, 64).is_err(), "a DATA frame inside a header block");
+
+        let mut orphan = PREFACE.to_vec();
+        orphan.extend(frame_bytes(FRAME_CONTINUATION, FLAG_END_HEADERS, 1, &[0x82]));
+        assert!(rewrite(&orphan, 64).is_err(), "a CONTINUATION without HEADERS");
+
+        let mut over_padded = PREFACE.to_vec();
+        over_padded.extend(frame_bytes(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_PADDED, 1, &[9, 0x82]));
+        assert!(rewrite(&over_padded, 64).is_err(), "padding longer than the frame");
+
+        let http1 = b"GET / HTTP/1.1\r\nHost: http://127.0.0.1:2379\r\n\r\n";
+        assert_eq!(rewrite(http1, 3).unwrap(), http1, "not HTTP/2: untouched, for the server to refuse");
+    }
+}
