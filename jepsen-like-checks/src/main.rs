@@ -14,7 +14,7 @@ USAGE:
     detcd-check check [--model register|etcd] [--budget-ms N] [--cache-budget-mib N] [--report PATH] FILE...
     detcd-check record --endpoints HOST:PORT[,HOST:PORT...] --workload register|txn|append|watch|lease
                        [--clients N] [--duration 10s] [--seed S] [--out FILE] [--op-timeout 1s]
-                       [--keys N] [--key-prefix P]
+                       [--keys N] [--key-prefix P] [--no-progress]
     detcd-check --help
 
 COMMANDS:
