@@ -336,6 +336,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         let suite = SuiteOptions {
             model: ModelKind::Etcd,
             linearizability: CheckOptions { budget_ms: CHECK_BUDGET_MS, cache_budget_mib: CHECK_CACHE_MIB },
+            ..SuiteOptions::default()
         };
         let verdicts = check_all(&report.history, &suite);
         print!("{}", report::text(&verdicts, "checker "));
