@@ -85,6 +85,9 @@ pub struct HistoryCheck {
     pub watch_lines_skipped: usize,
     /// Indeterminate writes whose value a response showed (see the module docs).
     pub indeterminate_pinned: usize,
+    /// Indeterminate lease grants whose id the server was to pick, left out (see
+    /// `lease_expiries`).
+    pub unknown_grants_dropped: usize,
     /// Lease expiries added to the search (one per lease grant not failed); their operation ids
     /// follow the history's: `ops_total + k` is the expiry of the k-th grant (see
     /// [`HistoryCheck::describe_id`]).
@@ -143,6 +146,7 @@ pub fn check_with<M: HistoryModel>(
     let mut failed_dropped = 0;
     let mut watch_lines_skipped = 0;
     let mut indeterminate_pinned = 0;
+    let mut unknown_grants_dropped = 0;
     let pins = observed_by(ops);
     let mut searched = Vec::with_capacity(ops.len());
     for (id, op) in ops.iter().enumerate() {
@@ -158,6 +162,11 @@ pub fn check_with<M: HistoryModel>(
             continue;
         }
         model.supports(&op.op).map_err(|why| CheckError { id, message: format!("{}: {why}", op.op) })?;
+        if is_unknown_grant(op) {
+            // Checked in `lease_expiries`: nobody can use the lease it may have made.
+            unknown_grants_dropped += 1;
+            continue;
+        }
         let return_ns = match op.outcome {
             Outcome::Ok => Some(op.return_ns),
             Outcome::Indeterminate => {
@@ -198,15 +207,75 @@ pub fn check_with<M: HistoryModel>(
         failed_dropped,
         watch_lines_skipped,
         indeterminate_pinned,
+        unknown_grants_dropped,
         lease_expiries,
     })
 }
 
-/// One expiry per lease grant that may have happened; refuses grants whose id is unknown.
+/// An indeterminate grant whose id the server was to pick: which lease it made (if any) is
+/// unknown.
+fn is_unknown_grant(op: &Operation) -> bool {
+    matches!(op.op, Request::LeaseGrant { id: 0, .. }) && op.outcome == Outcome::Indeterminate
+}
+
+/// The lease ids the history uses (in requests or answers) that no grant with a known id made.
+fn orphan_leases(ops: &[Operation]) -> std::collections::BTreeSet<i64> {
+    let mut granted = std::collections::BTreeSet::new();
+    let mut used = std::collections::BTreeSet::new();
+    for op in ops.iter().filter(|op| op.outcome != Outcome::Failed) {
+        match (&op.op, &op.output) {
+            (Request::LeaseGrant { id, .. }, output) => {
+                granted.insert(*id);
+                if let Some(Response::LeaseGrant { id, .. }) = output {
+                    granted.insert(*id);
+                }
+            }
+            (Request::LeaseRevoke { id } | Request::LeaseKeepalive { id }, _) => {
+                used.insert(*id);
+            }
+            (Request::Put(p), _) => {
+                used.insert(p.lease);
+            }
+            (Request::Txn(t), _) => {
+                used.extend(t.success.iter().chain(&t.failure).filter_map(|o| match o {
+                    TxnOp::Put(p) => Some(p.lease),
+                    _ => None,
+                }));
+            }
+            _ => {}
+        }
+        if let Some(output) = &op.output {
+            used.extend(shown(output).iter().map(|kv| kv.lease));
+        }
+    }
+    used.remove(&0);
+    used.difference(&granted).copied().collect()
+}
+
+/// One expiry per lease grant that may have happened. A grant whose id is unknown (indeterminate,
+/// server-picked) is left out of the search: the lease it may have made is one nobody knows the
+/// id of, so nobody can attach a key to it or find it, and granting changes no revision — unless
+/// the history uses a lease id that no known grant made, which could be that one: then the
+/// history is refused.
 fn lease_expiries(ops: &[Operation]) -> Result<Vec<LeaseExpiry>, CheckError> {
     let mut expiries = Vec::new();
+    let mut orphans: Option<std::collections::BTreeSet<i64>> = None;
     for (grant, op) in ops.iter().enumerate() {
         let Request::LeaseGrant { ttl_s, id } = op.op else { continue };
+        if is_unknown_grant(op) {
+            let orphans = orphans.get_or_insert_with(|| orphan_leases(ops));
+            if let Some(lease) = orphans.first() {
+                return Err(CheckError {
+                    id: grant,
+                    message: format!(
+                        "an indeterminate lease_grant whose id the server was to pick, and lease {lease} is used \
+                         but granted by no grant with a known id: it may be this one, which cannot be followed \
+                         (recorders should pick lease ids)"
+                    ),
+                });
+            }
+            continue;
+        }
         let (lease, granted_ttl_s) = match (&op.outcome, &op.output) {
             (Outcome::Failed, _) => continue,
             (_, Some(Response::LeaseGrant { id: answered, ttl_s: answered_ttl, .. })) => {

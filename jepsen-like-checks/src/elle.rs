@@ -550,21 +550,27 @@ fn find_cycle(graph: &Graph, classes: &[(AnomalyKind, u8, Option<u8>)]) -> Optio
                 }
             }
             Some(extra) => {
-                // One `extra` edge u → v, and a path back from v to u without it.
-                let everything = vec![true; n];
+                // One `extra` edge u → v, and a path back from v to u without it: both ends in one
+                // component of the graph with `extra` edges too.
                 let mut tried = 0;
-                'edges: for (u, out) in graph.out.iter().enumerate() {
-                    for &(v, mask) in out {
-                        if mask & extra == 0 || mask & allowed != 0 {
-                            continue;
-                        }
-                        tried += 1;
-                        if tried > RW_EDGES_TRIED_MAX {
-                            break 'edges;
-                        }
-                        if let Some(mut path) = graph.shortest_path(v, u, allowed, &everything) {
-                            path.insert(0, (u, extra, v));
-                            consider(path);
+                'components: for component in graph.components(allowed | extra) {
+                    let mut inside = vec![false; n];
+                    for &v in &component {
+                        inside[v] = true;
+                    }
+                    for &u in &component {
+                        for &(v, mask) in &graph.out[u] {
+                            if mask & extra == 0 || mask & allowed != 0 || !inside[v] {
+                                continue;
+                            }
+                            tried += 1;
+                            if tried > RW_EDGES_TRIED_MAX {
+                                break 'components;
+                            }
+                            if let Some(mut path) = graph.shortest_path(v, u, allowed, &inside) {
+                                path.insert(0, (u, extra, v));
+                                consider(path);
+                            }
                         }
                     }
                 }

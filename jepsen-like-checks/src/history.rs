@@ -67,8 +67,8 @@
 //! creation to the responses. Each response the watcher received is one `watch_response` line
 //! whose `call_ns` and `return_ns` are both the time it arrived and whose `outcome` is `ok`; an
 //! event is `{"type":"put"|"delete","kv":{…},"prev_kv":{…}}`, a progress notification is a
-//! response with no events. (The watch checks that read these lines are a later part; the
-//! linearizability checker skips them.)
+//! response with no events. (The watch checks read these lines; the linearizability checker skips
+//! them.)
 //!
 //! List-append transactions (`list_txn`, for the Elle-style transaction checks): each key holds a
 //! list of integers; `ops` is a list of `{"f":"append","key":"x","value":3}` (append 3 to x's list)

@@ -5,16 +5,18 @@ use std::io::BufReader;
 use std::process::ExitCode;
 
 use detcd_checks::history::read_history;
+use detcd_checks::watch::WatchOptions;
 use detcd_checks::{check_all, report, CheckOptions, ModelKind, SuiteOptions};
 
 const HELP: &str = "\
 detcd-check: consistency checkers for recorded etcd histories
 
 USAGE:
-    detcd-check check [--model register|etcd] [--budget-ms N] [--cache-budget-mib N] [--report PATH] FILE...
+    detcd-check check [--model register|etcd] [--budget-ms N] [--cache-budget-mib N] [--report PATH]
+                      [--ordered-progress-requests] FILE...
     detcd-check record --endpoints HOST:PORT[,HOST:PORT...] --workload register|txn|append|watch|lease
                        [--clients N] [--duration 10s] [--seed S] [--out FILE] [--op-timeout 1s]
-                       [--keys N] [--key-prefix P]
+                       [--keys N] [--key-prefix P] [--no-progress]
     detcd-check --help
 
 COMMANDS:
@@ -45,6 +47,10 @@ OPTIONS (check):
                             gives \"unknown\", which is a failure.
     --cache-budget-mib N    Memory for the search's cache, estimated (peak use runs about 1.5
                             times it) [default: 2048]. Running out gives \"unknown\" too.
+    --ordered-progress-requests
+                            Hold answers to watch progress requests (watch_id -1) to the bookmark
+                            guarantees. Off by default: etcd 3.4 sends them unordered with the
+                            events (etcd issue #15220).
     --report PATH           Where the HTML report of a failing file goes [default: FILE.html, next
                             to the history]; with several files, PATH is for the first failing one
                             and the others get their default.
@@ -62,6 +68,7 @@ mod record_cli;
 struct Args {
     model: ModelKind,
     options: CheckOptions,
+    watch: WatchOptions,
     report: Option<String>,
     files: Vec<String>,
 }
@@ -75,7 +82,13 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
         "check" => {}
         other => return Err(format!("unknown command {other:?}")),
     }
-    let mut parsed = Args { model: ModelKind::Etcd, options: CheckOptions::default(), report: None, files: Vec::new() };
+    let mut parsed = Args {
+        model: ModelKind::Etcd,
+        options: CheckOptions::default(),
+        watch: WatchOptions::default(),
+        report: None,
+        files: Vec::new(),
+    };
     let mut rest = rest.iter();
     while let Some(arg) = rest.next() {
         // `--flag value` and `--flag=value` both work.
@@ -90,6 +103,7 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
             "-h" | "--help" => return Ok(None),
             "--model" => parsed.model = value("--model")?.parse()?,
             "--report" => parsed.report = Some(value("--report")?),
+            "--ordered-progress-requests" => parsed.watch.ordered_progress_requests = true,
             "--cache-budget-mib" => {
                 let v = value("--cache-budget-mib")?;
                 parsed.options.cache_budget_mib =
@@ -124,7 +138,8 @@ fn check_file(path: &str, args: &Args, report: &mut Option<String>) -> bool {
             return false;
         }
     };
-    let verdicts = check_all(&ops, &SuiteOptions { model: args.model, linearizability: args.options });
+    let verdicts =
+        check_all(&ops, &SuiteOptions { model: args.model, linearizability: args.options, watch: args.watch });
     print!("{}", report::text(&verdicts, &format!("{path}: ")));
     if verdicts.passed() {
         return true;

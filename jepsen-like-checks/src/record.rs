@@ -56,6 +56,10 @@ pub fn record(options: &RecordOptions) -> Result<Recording, String> {
     if options.clients == 0 || options.keys == 0 {
         return Err("--clients and --keys must be at least 1".into());
     }
+    if options.workload == Workload::Watch && options.clients < 2 {
+        // Even client ids write, odd ids watch.
+        return Err("the watch workload needs at least 2 clients (one writes, one watches)".into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -94,6 +94,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let check = crate::Args {
         model: ModelKind::Etcd,
         options: CheckOptions::default(),
+        watch: Default::default(),
         report: None,
         files: vec![path.clone()],
     };

@@ -10,17 +10,22 @@ use crate::check::{check_history, CheckError, HistoryCheck, ModelKind};
 use crate::elle::{check_list_append, ElleReport};
 use crate::history::Operation;
 use crate::linearizability::{CheckOptions, Verdict};
-use crate::watch::{check_watches, WatchReport};
+use crate::watch::{check_watches_with, WatchOptions, WatchReport};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SuiteOptions {
     pub model: ModelKind,
     pub linearizability: CheckOptions,
+    pub watch: WatchOptions,
 }
 
 impl Default for SuiteOptions {
     fn default() -> Self {
-        SuiteOptions { model: ModelKind::Etcd, linearizability: CheckOptions::default() }
+        SuiteOptions {
+            model: ModelKind::Etcd,
+            linearizability: CheckOptions::default(),
+            watch: WatchOptions::default(),
+        }
     }
 }
 
@@ -109,7 +114,7 @@ pub fn check_all(ops: &[Operation], options: &SuiteOptions) -> Verdicts {
         model: options.model,
         ops_total: ops.len(),
         linearizability: has_kv.then(|| check_history(ops, options.model, &options.linearizability)),
-        watch: has_watch.then(|| check_watches(ops)),
+        watch: has_watch.then(|| check_watches_with(ops, &options.watch)),
         elle: has_list.then(|| check_list_append(ops)),
     }
 }

@@ -245,6 +245,21 @@ fn indeterminate_write_seen_then_unseen_then_seen_again() {
 }
 
 #[test]
+fn indeterminate_write_takes_effect_twice() {
+    // A retried request must not apply twice: the second application shows as a new version
+    // (and, for etcd, a new revision) of the same value, which no single put explains.
+    let h = vec![
+        put(1, 0, 10, "a", "1", 2),
+        indeterminate(put(2, 20, 30, "a", "2", 0)),
+        get(3, 40, 50, "a", 3, Some(kv("a", "2", 2, 3, 2))),
+        get(3, 60, 70, "a", 4, Some(kv("a", "2", 2, 4, 3))),
+    ];
+    for model in MODELS {
+        assert_violation(&h, model);
+    }
+}
+
+#[test]
 fn indeterminate_write_cannot_take_effect_before_its_call() {
     let h = vec![get(1, 0, 10, "a", 2, Some(kv("a", "2", 2, 2, 1))), indeterminate(put(2, 20, 30, "a", "2", 0))];
     for model in MODELS {
@@ -442,8 +457,13 @@ fn unsupported_operations_are_refused_not_passed() {
     assert!(refusal(std::slice::from_ref(&old_read), model).contains("past revision"));
     // Even indeterminate ones: they may have happened.
     assert!(refusal(&[indeterminate(lease.clone())], model).contains("leases"));
-    // The etcd model cannot follow a lease whose id nobody knows.
-    assert!(refusal(&[indeterminate(lease.clone())], ModelKind::Etcd).contains("recorders should pick lease ids"));
+    // The etcd model cannot follow a lease whose id nobody knows, when a lease it could be is used.
+    let unknown = indeterminate(lease.clone());
+    assert!(
+        refusal(&[unknown.clone(), leased_put.clone()], ModelKind::Etcd).contains("recorders should pick lease ids")
+    );
+    // Unused, it makes no difference.
+    assert_linearizable(&[unknown, put(1, 20, 30, "a", "1", 2)], ModelKind::Etcd);
     // A failed one certainly did not happen: nothing to model.
     assert_linearizable(&[failed(lease)], ModelKind::Etcd);
     // Registers are single keys.

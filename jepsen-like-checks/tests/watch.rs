@@ -307,3 +307,20 @@ fn a_response_of_an_unknown_watcher_is_an_error() {
     assert!(!report.passed());
     assert!(report.errors[0].contains("no watch line"), "{:?}", report.errors);
 }
+
+#[test]
+fn answers_to_progress_requests_are_bookmarks_only_when_asked() {
+    // etcd 3.4 answers a progress request (watch_id -1) out of band: behind an event already
+    // delivered here. Not a violation by default; one with `ordered_progress_requests`.
+    use detcd_checks::watch::{check_watches_with, WatchOptions};
+    let mut w1 = watcher1();
+    let mut answer = response(1, 330, 3, vec![]);
+    if let Some(Response::WatchResponse { watch_id, .. }) = &mut answer.output {
+        *watch_id = -1;
+    }
+    w1.insert(4, answer);
+    let h = history(w1, watcher2());
+    assert!(check_watches(&h).passed());
+    let strict = check_watches_with(&h, &WatchOptions { ordered_progress_requests: true });
+    assert!(strict.violations.iter().any(|v| v.guarantee == Guarantee::Bookmarkable), "{strict:#?}");
+}

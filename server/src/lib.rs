@@ -5,6 +5,8 @@
 //! services ([`grpc`]), the [`peer`] transport, and the `detcd` binary's [`config`]. The same
 //! source builds for tokio and, with `RUSTFLAGS="--cfg madsim"`, for the simulator.
 
+#[cfg(not(madsim))]
+pub mod authority;
 pub mod clock;
 pub mod config;
 pub mod disk;
@@ -181,7 +183,7 @@ async fn client_server(
     // decodes and gets etcd's own "request is too large".
     let receive_max = max_request_bytes + limits::GRPC_OVERHEAD_BYTES;
     let forwarder = std::sync::Arc::new(forward::Forwarder::new(handle.clone()));
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max))
         .add_service(
             WatchServer::new(grpc::WatchService { handle: handle.clone(), next_stream: AtomicU64::new(1) })
@@ -198,10 +200,23 @@ async fn client_server(
         .add_service(
             MaintenanceServer::new(grpc::MaintenanceService { handle, forwarder })
                 .max_decoding_message_size(receive_max),
-        )
-        .serve_with_shutdown(addr, async move {
-            let _ = stop.changed().await;
-        })
-        .await
-        .map_err(|e| format!("client server on {addr}: {e}"))
+        );
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    // etcd's Go clients may send a `scheme://host:port` :authority that h2 refuses: each
+    // connection goes through `authority::AuthorityRewrite` (see there). The simulator's
+    // transport carries no HTTP/2.
+    #[cfg(not(madsim))]
+    let served = {
+        use tokio_stream::StreamExt;
+        let incoming = tonic::transport::server::TcpIncoming::bind(addr)
+            .map_err(|e| format!("client server on {addr}: {e}"))?
+            .with_nodelay(Some(true))
+            .map(|connection| connection.map(authority::AuthorityRewrite::new));
+        router.serve_with_incoming_shutdown(incoming, stopped).await
+    };
+    #[cfg(madsim)]
+    let served = router.serve_with_shutdown(addr, stopped).await;
+    served.map_err(|e| format!("client server on {addr}: {e}"))
 }

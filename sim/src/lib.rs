@@ -5,17 +5,18 @@
 //! every message delay, every fault and every client's choices, so that a failing run replays
 //! bit for bit.
 //!
-//! This first part runs a 3- or 5-member cluster with one client node per client, injects
-//! crashes and restarts (a member restarts from its simulated disk) and network partitions
-//! (a member cut off from everyone), drives a register workload of unique writes and reads,
-//! then — faults over — checks that every acknowledged write is in every member's history at
-//! its revision and that all members' hashes agree. The simulated disk keeps what the member
-//! synced (`detcd_engine::harness::Disk` semantics); tearing, bit flips, failing fsyncs, clock
-//! skew, membership changes and the Jepsen-like checkers over the recorded history are the
-//! next parts (see the project's issues).
+//! - [`disk`]: a simulated file system per member under the real `FileStorage` (the real WAL
+//!   format and recovery): writes buffered until sync, power failure at an armed operation
+//!   (torn tails), failing fsyncs, bit flips in old WAL segments.
+//! - [`schedule`]: the fault schedule drawn from the seed (swarm testing: the seed turns each
+//!   fault kind on or off), printable and parseable, so that `shrink` can cut it down and a file
+//!   replays it.
+//! - `run` (only under `--cfg madsim`): a run — members, clients of the `detcd_checks` workloads
+//!   recording a history, the schedule's faults, then the liveness phase (progress, equal
+//!   hashes, acknowledged puts present) — and the binary `detcd-sim` (run, sweep, shrink).
 //!
-//! Without `--cfg madsim` the crate holds only the simulated disk; the binary says how to build
-//! it for the simulator.
+//! Without `--cfg madsim` the crate holds the simulated disk and the schedule (and their tests);
+//! the binary says how to build it for the simulator.
 
 pub mod disk;
 pub mod schedule;

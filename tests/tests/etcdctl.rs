@@ -291,3 +291,57 @@ fn a_member_behind_the_log_catches_up_from_a_snapshot() {
         1001
     );
 }
+
+/// etcd's Go client 3.4 sends `:authority: http://host:port` for `--endpoints=http://...`, which
+/// h2 alone refuses (PROTOCOL_ERROR); detcd rewrites it on each client connection.
+#[test]
+fn etcdctl_with_scheme_prefixed_endpoints_on_three_members() {
+    let c = Cluster::start(3, "scheme");
+    let urls: Vec<String> = c.members.iter().map(|m| m.client_url.clone()).collect();
+    assert!(urls.iter().all(|u| u.starts_with("http://")));
+    let all = urls.join(",");
+    let first = urls[0].as_str();
+
+    let mut watch = std::process::Command::new(detcd_tests::etcdctl_bin())
+        .env("ETCDCTL_API", "3")
+        .args([&format!("--endpoints={}", urls[1]), "watch", "s", "--prefix"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("etcdctl watch");
+    std::thread::sleep(Duration::from_millis(500));
+
+    assert_eq!(ok(etcdctl(first, &["put", "s1", "one"])), "OK\n");
+    assert_eq!(ok(etcdctl(&all, &["put", "s2", "two"])), "OK\n");
+    assert_eq!(ok(etcdctl(&urls[2], &["get", "s", "--prefix"])), "s1\none\ns2\ntwo\n");
+    // Several requests on one connection: the client's HPACK table is reused between them.
+    let txn = ok(etcdctl_stdin(&urls[2], &["txn"], "value(\"s1\") = \"one\"\n\nput s3 three\n\nput s3 no\n\n"));
+    assert!(txn.starts_with("SUCCESS"), "{txn}");
+    assert_eq!(ok(etcdctl(first, &["del", "s2"])), "1\n");
+
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("watch output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "PUT\ns1\none\nPUT\ns2\ntwo\nPUT\ns3\nthree\nDELETE\ns2\n\n",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs()
+    );
+
+    // `--cluster` dials every member at the client URL the member list advertises.
+    let status = etcdctl(first, &["endpoint", "status", "--cluster", "-w", "json"]);
+    let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
+    let json = ok(status);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(json.matches("\"Status\"").count(), 3, "{json}");
+    for url in &urls {
+        assert!(json.contains(&format!("\"Endpoint\":\"{url}\"")), "{url} missing from {json}");
+    }
+    let health = etcdctl(first, &["endpoint", "health", "--cluster"]);
+    let text = String::from_utf8_lossy(&health.stderr).into_owned();
+    assert!(health.status.success(), "{text}");
+    assert_eq!(text.matches("is healthy").count(), 3, "{text}");
+}

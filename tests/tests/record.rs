@@ -1,6 +1,7 @@
-//! `detcd-check record` end to end: the register, txn, append and watch workloads recorded
+//! `detcd-check record` end to end: the register, txn, append, watch and lease workloads recorded
 //! against Debian's real etcd 3.4, against one detcd member and against three, and each history
-//! checked — it must be linearizable, and must hold enough answered requests to mean something.
+//! checked by every checker that applies (linearizability, the watch guarantees, Elle's list-append
+//! anomalies) — all must pass, and the history must hold enough answered requests to mean something.
 //!
 //! Needs `/usr/bin/etcd` (Debian's `etcd-server`, or `$ETCD_BIN`) and `target/debug/detcd-check`
 //! (or `$DETCD_CHECK_BIN`); `tests/run-all.sh` installs the one and builds the other.
@@ -32,7 +33,8 @@ fn detcd_check_bin() -> PathBuf {
 }
 
 /// Records `workload` against `endpoints` into `dir` and checks the outcome: exit 0, the
-/// verdict "linearizable", and a history that shows the workload really ran.
+/// verdicts of the checkers that apply (linearizability, watch, Elle), and a history that shows
+/// the workload really ran.
 fn record_and_check(endpoints: &str, workload: &str, seed: u64, dir: &Path) {
     let out = dir.join(format!("{workload}.jsonl"));
     let run = Command::new(detcd_check_bin())
@@ -43,9 +45,15 @@ fn record_and_check(endpoints: &str, workload: &str, seed: u64, dir: &Path) {
         .expect("run detcd-check record");
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
+    // Every checker that applies must have run and passed (`check` prints one line per checker).
+    let verdicts: &[&str] = match workload {
+        "append" => &["elle: strict serializable, no anomaly"],
+        "watch" => &["linearizability: linearizable (", "watch: all guarantees hold"],
+        _ => &["linearizability: linearizable ("],
+    };
     assert!(
-        run.status.success() && stdout.contains(": linearizable ("),
-        "{workload} on {endpoints}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        run.status.success() && verdicts.iter().all(|v| stdout.contains(v)),
+        "{workload} on {endpoints}: {}, expected {verdicts:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         run.status
     );
     let ops = read_history(std::io::BufReader::new(std::fs::File::open(&out).expect("the history file")))
@@ -71,11 +79,20 @@ fn record_and_check(endpoints: &str, workload: &str, seed: u64, dir: &Path) {
             assert!(ok(|r| matches!(r, Request::Watch(_))) > 0, "{workload} on {endpoints}: no watch created");
             assert!(responses > 0, "{workload} on {endpoints}: no watch response");
         }
+        "lease" => {
+            let grants = ok(|r| matches!(r, Request::LeaseGrant { .. }));
+            let leased_puts = ok(|r| matches!(r, Request::Put(p) if p.lease != 0));
+            let keepalives = ok(|r| matches!(r, Request::LeaseKeepalive { .. }));
+            assert!(
+                grants > 0 && leased_puts > 0 && keepalives > 0,
+                "{workload} on {endpoints}: {grants} grants, {leased_puts} puts with a lease, {keepalives} keepalives"
+            );
+        }
         other => panic!("no expectations for {other}"),
     }
 }
 
-const WORKLOADS: [&str; 4] = ["register", "txn", "append", "watch"];
+const WORKLOADS: [&str; 5] = ["register", "txn", "append", "watch", "lease"];
 
 /// Debian's etcd 3.4, one member on free loopback ports; killed on drop.
 struct Etcd {

@@ -226,21 +226,29 @@ struct Writer<'s> {
 
 impl Writer<'_> {
     fn range(&mut self, r: &RangeRequest) -> Vec<KeyValue> {
+        let before = self.before;
         let keys = if r.revision == 0 {
             &*self.keys
-        } else if r.revision < self.before.compact_revision || r.revision > self.before.revision {
+        } else if r.revision < before.compact_revision {
+            // etcd: ErrCompacted.
             self.refused = true;
             return Vec::new();
-        } else {
-            // A range at the current revision in a txn sees the txn's earlier writes, as etcd's does.
-            match self.before.keys_at(r.revision) {
-                Some(keys) if r.revision < self.before.revision => keys,
-                Some(_) => &*self.keys,
+        } else if r.revision <= before.revision {
+            // At the revision the txn started from or earlier: without the txn's own writes.
+            match before.keys_at(r.revision) {
+                Some(keys) => keys,
                 None => {
                     self.refused = true;
                     return Vec::new();
                 }
             }
+        } else if r.revision == self.write_revision && self.changed {
+            // etcd lets a txn that already wrote read at the revision it is writing.
+            &*self.keys
+        } else {
+            // etcd: ErrFutureRev.
+            self.refused = true;
+            return Vec::new();
         };
         select(keys, &r.key, &r.range_end).into_iter().map(|(k, s)| key_value(k, s)).collect()
     }
