@@ -192,11 +192,15 @@ pub struct CheckOptions {
     /// gives Unknown, like the time budget. The estimate leaves out the hash table's own
     /// overhead: measured peak memory runs about 1.5 times this.
     pub cache_budget_mib: u64,
+    /// Search steps allowed over all partitions. Unlike the wall-clock budget it runs out at
+    /// the same point on every machine and under any load, so a simulator run that ends
+    /// Unknown by steps ends so again when replayed (`u64::MAX`: no limit).
+    pub step_budget: u64,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { budget_ms: 60_000, cache_budget_mib: 2_048 }
+        CheckOptions { budget_ms: 60_000, cache_budget_mib: 2_048, step_budget: u64::MAX }
     }
 }
 
@@ -307,7 +311,8 @@ pub fn check<M: Model>(model: &M, ops: Vec<Op<M::Input, M::Output>>, options: &C
         stats.ops += ops.len();
         let mut search = Search::new(model, ops);
         let cache_bytes_max = options.cache_budget_mib.saturating_mul(1 << 20);
-        let outcome = search.run(deadline, cache_bytes_max);
+        let steps_left = options.step_budget.saturating_sub(stats.steps);
+        let outcome = search.run(deadline, cache_bytes_max, steps_left);
         stats.steps += search.steps;
         stats.cache_entries += search.cache_entries;
         stats.cache_bytes_max = stats.cache_bytes_max.max(search.cache_bytes);
@@ -318,10 +323,11 @@ pub fn check<M: Model>(model: &M, ops: Vec<Op<M::Input, M::Output>>, options: &C
                 stats.elapsed = started.elapsed();
                 return CheckResult { verdict: Verdict::NotLinearizable(violation), stats };
             }
-            SearchOutcome::OutOfTime | SearchOutcome::OutOfMemory => {
+            SearchOutcome::OutOfTime | SearchOutcome::OutOfMemory | SearchOutcome::OutOfSteps => {
                 stats.elapsed = started.elapsed();
                 let budget = match outcome {
                     SearchOutcome::OutOfTime => format!("time budget of {} ms", options.budget_ms),
+                    SearchOutcome::OutOfSteps => format!("step budget of {} steps", options.step_budget),
                     _ => format!("cache memory budget of {} MiB", options.cache_budget_mib),
                 };
                 let reason = format!(
@@ -383,6 +389,7 @@ enum SearchOutcome {
     NotLinearizable,
     OutOfTime,
     OutOfMemory,
+    OutOfSteps,
 }
 
 /// The longest prefix seen, for the report.
@@ -589,7 +596,7 @@ impl<'m, M: Model> Search<'m, M> {
         n
     }
 
-    fn run(&mut self, deadline: Instant, cache_bytes_max: u64) -> SearchOutcome {
+    fn run(&mut self, deadline: Instant, cache_bytes_max: u64, steps_max: u64) -> SearchOutcome {
         let mut cursor = self.restart();
         loop {
             if self.determinate_left == 0 {
@@ -625,6 +632,9 @@ impl<'m, M: Model> Search<'m, M> {
             };
 
             self.steps += 1;
+            if self.steps > steps_max {
+                return SearchOutcome::OutOfSteps;
+            }
             if self.steps.is_multiple_of(STEPS_PER_CLOCK_CHECK) && Instant::now() >= deadline {
                 return SearchOutcome::OutOfTime;
             }
@@ -902,6 +912,12 @@ mod tests {
         // subset, far more steps than one clock check, and a zero budget stops it at the first.
         let mut ops: Vec<_> = (0..20).map(|i| op(i, 0, 1000, Some(1 << (i % 10)), Some(0))).collect();
         ops.push(op(20, 0, 1000, None, Some(2047)));
+        let result = check(&Counter, ops.clone(), &CheckOptions { step_budget: 100, ..CheckOptions::default() });
+        assert!(
+            matches!(&result.verdict, Verdict::Unknown { reason } if reason.contains("step budget")),
+            "{:?}",
+            result.verdict
+        );
         let result = check(&Counter, ops.clone(), &CheckOptions { budget_ms: 0, ..CheckOptions::default() });
         let Verdict::Unknown { reason } = result.verdict else { panic!("{:?}", result.verdict) };
         assert!(reason.contains("time budget of 0 ms"), "{reason}");

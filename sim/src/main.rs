@@ -19,6 +19,11 @@ fn main() -> ExitCode {
 #[cfg(madsim)]
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The members' logs, for a seed being debugged: DETCD_SIM_LOG=info (or any tracing filter).
+    if let Ok(filter) = std::env::var("DETCD_SIM_LOG") {
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let result = match args.first().map(String::as_str) {
         Some("run") => cli::run_command(&args[1..]),
         Some("sweep") => cli::sweep_command(&args[1..]),
@@ -45,7 +50,7 @@ mod cli {
     use std::sync::{mpsc, Arc};
     use std::time::{Duration, Instant};
 
-    use detcd_checks::linearizability::CheckOptions;
+    use detcd_checks::linearizability::{CheckOptions, Verdict};
     use detcd_checks::suite::{check_all, Outcome as CheckOutcome, SuiteOptions};
     use detcd_checks::workload::Workload;
     use detcd_checks::{history, report, ModelKind};
@@ -73,6 +78,9 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
     /// Memory budget of the search's cache (about 1.5 times this is used at the peak): a sweep
     /// runs two seeds at once on small CI machines.
     const CHECK_CACHE_MIB: u64 = 512;
+    /// Step budget of the search: unlike the clock it runs out at the same step on every replay,
+    /// so running out of it fails the run (about 20 s of a debug build's search).
+    const CHECK_STEP_BUDGET: u64 = 20_000_000;
 
     /// Flags that take a value, as the run command knows them (sweep and shrink pass them on).
     const RUN_FLAGS: [&str; 12] = [
@@ -364,7 +372,11 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         println!("history: {}", history_path.display());
         let suite = SuiteOptions {
             model: ModelKind::Etcd,
-            linearizability: CheckOptions { budget_ms: CHECK_BUDGET_MS, cache_budget_mib: CHECK_CACHE_MIB },
+            linearizability: CheckOptions {
+                budget_ms: CHECK_BUDGET_MS,
+                cache_budget_mib: CHECK_CACHE_MIB,
+                step_budget: CHECK_STEP_BUDGET,
+            },
             ..SuiteOptions::default()
         };
         let verdicts = check_all(&report.history, &suite);
@@ -377,11 +389,19 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
             report::write_html(std::io::BufWriter::new(file), &title, &report.history, &verdicts)
                 .map_err(|e| format!("{}: {e}", html.display()))?;
             println!("report: {}", html.display());
-            // A checker that ran out of its (wall-clock) budget proved nothing either way: that
-            // is a failure only with --strict, or the verdict would hang on the machine's load.
-            let outcomes = [verdicts.linearizability_outcome(), verdicts.watch_outcome(), verdicts.elle_outcome()];
-            let violated = outcomes.contains(&Some(CheckOutcome::Violation));
-            if violated || flags.strict {
+            // A search that ran out of wall-clock time proved nothing either way, and whether it
+            // does hangs on the machine's load: that alone is a failure only with --strict. Any
+            // other undecided verdict (the step or memory budget, a history a checker cannot
+            // judge) is the same on every replay, and is a failure like a violation.
+            let out_of_wall_clock = matches!(
+                &verdicts.linearizability,
+                Some(Ok(c)) if matches!(&c.result.verdict, Verdict::Unknown { reason } if reason.contains("time budget"))
+            );
+            let failed = |o: Option<CheckOutcome>| o.is_some_and(|o| o != CheckOutcome::Pass);
+            let decided_wrong = failed(verdicts.watch_outcome())
+                || failed(verdicts.elle_outcome())
+                || (failed(verdicts.linearizability_outcome()) && !out_of_wall_clock);
+            if decided_wrong || flags.strict {
                 failure.get_or_insert_with(|| "the checkers found the history wrong (see above)".into());
             } else {
                 println!(
