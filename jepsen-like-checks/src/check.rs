@@ -120,7 +120,13 @@ impl HistoryCheck {
 pub fn check_history(ops: &[Operation], model: ModelKind, options: &CheckOptions) -> Result<HistoryCheck, CheckError> {
     match model {
         ModelKind::Register => check_with(&RegisterModel, ops, options),
-        ModelKind::Etcd => check_with(&etcd_model_for(ops), ops, options),
+        ModelKind::Etcd => {
+            let model = EtcdModel {
+                lease_clock_slack_ns: options.lease_clock_slack_ms.saturating_mul(1_000_000),
+                ..etcd_model_for(ops)
+            };
+            check_with(&model, ops, options)
+        }
     }
 }
 

@@ -196,11 +196,14 @@ pub struct CheckOptions {
     /// the same point on every machine and under any load, so a simulator run that ends
     /// Unknown by steps ends so again when replayed (`u64::MAX`: no limit).
     pub step_budget: u64,
+    /// For the etcd model: how far a leader's lease clock may run ahead of the history's clock
+    /// ([`crate::models::etcd::EtcdModel::lease_clock_slack_ns`]); 0 for sound clocks.
+    pub lease_clock_slack_ms: u64,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { budget_ms: 60_000, cache_budget_mib: 2_048, step_budget: u64::MAX }
+        CheckOptions { budget_ms: 60_000, cache_budget_mib: 2_048, step_budget: u64::MAX, lease_clock_slack_ms: 0 }
     }
 }
 

@@ -262,6 +262,23 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         }
     }
 
+    /// How far any member's clock may run ahead of the simulated clock over the run: its
+    /// injected jumps plus the largest drift over the whole run. A leader whose clock ran ahead
+    /// expires leases that much early by its own reckoning — what a real etcd does too — so the
+    /// lease model is told to allow it.
+    fn lease_clock_slack_ms(schedule: &Schedule, duration: Duration) -> u64 {
+        let mut jumps_ms: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
+        for event in &schedule.events {
+            if let detcd_sim::schedule::Fault::ClockJump { member, by_ms } = event.fault {
+                *jumps_ms.entry(member).or_default() += by_ms;
+            }
+        }
+        // The liveness phase after the faults lasts well under a minute.
+        let run_ms = duration.as_millis() as u64 + 60_000;
+        let drift_ms = run_ms * detcd_sim::run::CLOCK_DRIFT_PPM_MAX.unsigned_abs() / 1_000_000;
+        jumps_ms.values().copied().max().unwrap_or(0) + drift_ms
+    }
+
     fn replay_line(args: &[String]) -> String {
         let (target_dir, features) =
             if has(args, "--canary") { ("target/madsim-canary", " --features canary") } else { ("target/madsim", "") };
@@ -376,6 +393,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
                 budget_ms: CHECK_BUDGET_MS,
                 cache_budget_mib: CHECK_CACHE_MIB,
                 step_budget: CHECK_STEP_BUDGET,
+                lease_clock_slack_ms: lease_clock_slack_ms(&schedule, flags.duration),
             },
             ..SuiteOptions::default()
         };

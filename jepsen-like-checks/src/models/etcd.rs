@@ -89,11 +89,15 @@ pub struct EtcdModel {
     pub keep_history: bool,
     /// The history has leases: the search passes times to [`Model::step_before`].
     pub leases: bool,
+    /// How far a leader's lease clock may have run ahead of the history's clock over a lease's
+    /// life (clock jumps, drift): a lease may expire this much before its TTL is up in history
+    /// time. 0 for a cluster whose clocks are sound; the simulator passes what it injected.
+    pub lease_clock_slack_ns: u64,
 }
 
 impl Default for EtcdModel {
     fn default() -> Self {
-        EtcdModel { initial_revision: 1, keep_history: false, leases: false }
+        EtcdModel { initial_revision: 1, keep_history: false, leases: false, lease_clock_slack_ns: 0 }
     }
 }
 
@@ -399,7 +403,9 @@ impl EtcdModel {
             Request::LeaseRevoke { id } | Request::LeaseExpire { id } => {
                 let lease = state.leases.get(id)?;
                 if let Request::LeaseExpire { .. } = input {
-                    if lease.renewed_ns.saturating_add(lease.ttl_ns) > latest_ns {
+                    let earliest_expiry_ns =
+                        lease.renewed_ns.saturating_add(lease.ttl_ns).saturating_sub(self.lease_clock_slack_ns);
+                    if earliest_expiry_ns > latest_ns {
                         return None;
                     }
                 }
