@@ -715,7 +715,36 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
         tokio::time::sleep(CONVERGE_POLL).await;
     }
     if !progressed {
-        return (Some(format!("no write succeeded in {LIVENESS_WRITES} attempts after every fault healed")), 0);
+        // What each member thinks, for the report: who leads, at which term and index.
+        let mut views = Vec::new();
+        for &i in candidates {
+            let view = match tokio::time::timeout(Duration::from_millis(300), MaintenanceClient::connect(client_url(i)))
+                .await
+            {
+                Ok(Ok(mut m)) => {
+                    match tokio::time::timeout(Duration::from_millis(300), m.status(StatusRequest {})).await {
+                        Ok(Ok(r)) => {
+                            let r = r.into_inner();
+                            format!(
+                                "term {} leader {:x} raft index {} applied {}",
+                                r.raft_term, r.leader, r.raft_index, r.raft_applied_index
+                            )
+                        }
+                        Ok(Err(e)) => format!("status: {}", e.message()),
+                        Err(_) => "status timed out".into(),
+                    }
+                }
+                _ => "unreachable".into(),
+            };
+            views.push(format!("m{}: {view}", i + 1));
+        }
+        return (
+            Some(format!(
+                "no write succeeded in {LIVENESS_WRITES} attempts after every fault healed; members: {}",
+                views.join("; ")
+            )),
+            0,
+        );
     }
     // Which removals took effect: the cluster's member list says.
     let mut removed = Vec::new();
