@@ -45,6 +45,12 @@ RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo build --locked -p 
 for seed in 1 2 3; do
   target/madsim/debug/detcd-sim run --seed "$seed" --nodes 5 --duration 20s --check-determinism
 done
+# Regression schedules (sim/schedules, each file says what it once broke): 3 members, two seeds each.
+for schedule in sim/schedules/*.schedule; do
+  for seed in 1 31; do
+    target/madsim/debug/detcd-sim run --seed "$seed" --nodes 3 --schedule "$schedule"
+  done
+done
 # The bounded sweep: 100 seeds x 20 simulated seconds x 5 members, every fault kind allowed (each
 # seed turns a random subset on, so every kind is on in some seeds), two seeds at a time.
 target/madsim/debug/detcd-sim sweep --seeds 1..101 --nodes 5 --duration 20s --faults all --jobs 2

@@ -7,6 +7,16 @@
 //! with exponential backoff, and messages queued meanwhile are dropped rather than delivered
 //! stale.
 //!
+//! A stream can also stall without breaking: a connection whose packets were lost retransmits
+//! with backoff (TCP; madsim's reliable channels likewise retry a message sent over a clogged
+//! link with a backoff that doubles up to 10 s), and every later message waits behind it. A
+//! stream that stays open but delivers nothing cut a 3-member cluster in two for good (seed 31:
+//! after a one-way cut, m2's messages reached m3 ~10 s late, m3's pre-votes and m2's answers
+//! arrived stale, and no election ever completed). So, as etcd's rafthttp does (ConnReadTimeout
+//! with link heartbeats), an idle sender sends an empty batch every [`PEER_KEEPALIVE`], and the
+//! receiver ends a stream on which nothing arrived for [`PEER_STREAM_IDLE_TIMEOUT`]; the sender
+//! sees its stream closed and dials a fresh connection, which does not wait behind the old one.
+//!
 //! A raft snapshot (a state image, possibly gigabytes) travels apart, on its own `Peer.Snapshot`
 //! call in chunks of [`SNAPSHOT_CHUNK_BYTES`], so that it neither exceeds a message limit nor
 //! holds up the heartbeats behind it; the receiver reassembles it and hands the raft message to
@@ -46,6 +56,13 @@ pub const SNAPSHOT_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
 /// etcd's answer to a removed member's messages (rafthttp's errMemberRemoved); the removed
 /// member stops on hearing it.
 pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
+/// An idle sender sends an empty batch this often, so that its receiver can tell an idle stream
+/// from a stalled one (etcd sends link heartbeats every ConnReadTimeout / 3).
+pub const PEER_KEEPALIVE: Duration = Duration::from_secs(1);
+/// A receiver ends a stream on which no batch arrived for this long (three keepalives missed);
+/// the sender then reconnects. Shorter than etcd's 5 s ConnReadTimeout so that a stalled stream
+/// costs a few election timeouts, not a dozen.
+pub const PEER_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -117,15 +134,19 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
         let ended = loop {
             let first = tokio::select! {
                 m = queue.recv() => match m {
-                    Some(m) => m,
+                    Some(m) => Some(m),
                     None => {
                         call.abort();
                         return;
                     }
                 },
                 result = &mut call => break Some(result),
+                // Nothing to send for a while: a keepalive (an empty batch) shows the receiver
+                // that the stream is alive.
+                _ = tokio::time::sleep(PEER_KEEPALIVE) => None,
             };
-            let mut messages = vec![first];
+            let keepalive = first.is_none();
+            let mut messages: Vec<Message> = first.into_iter().collect();
             while messages.len() < BATCH_MESSAGES_MAX {
                 match queue.try_recv() {
                     Ok(m) => messages.push(m),
@@ -139,7 +160,8 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
                 tokio::task::spawn(send_snapshot(client.clone(), snapshot, cluster_id, handle.clone()));
             }
             let messages = rest;
-            if messages.is_empty() {
+            // Only snapshots: nothing for the stream, unless this is a keepalive.
+            if messages.is_empty() && !keepalive {
                 continue;
             }
             let encoded: Vec<Bytes> =
@@ -236,7 +258,15 @@ impl Peer for PeerService {
     async fn send(&self, request: Request<Streaming<RaftMessageBatch>>) -> Result<Response<SendAck>, Status> {
         let mut stream = request.into_inner();
         let (mut batches, mut messages) = (0u64, 0u64);
-        while let Some(batch) = stream.message().await? {
+        loop {
+            // A live sender sends at least a keepalive every PEER_KEEPALIVE; silence this long
+            // means a stalled connection (see the module's comment): ending the call makes the
+            // sender dial a fresh one.
+            let Ok(next) = tokio::time::timeout(PEER_STREAM_IDLE_TIMEOUT, stream.message()).await else {
+                tracing::debug!(batches, messages, "peer stream idle; closing it so that the sender reconnects");
+                return Err(Status::unavailable("detcd: peer stream idle; reconnect"));
+            };
+            let Some(batch) = next? else { break };
             if batch.cluster_id != 0 && batch.cluster_id != self.cluster_id {
                 return Err(Status::failed_precondition(format!(
                     "detcd: peer {} belongs to cluster {:x}, not {:x}",
