@@ -25,8 +25,9 @@ pub enum Canary {
     /// #13514: in 3.5.0–3.5.2 the consistent index was not saved atomically with the data,
     /// and each restart re-applied the last entry.
     DoubleApply = 2,
-    /// After a snapshot install, synced watchers are sent the events of the last revision they
-    /// already had once more. etcd #15248: etcd might send duplicated events to watchers.
+    /// A watcher that catches up from history to the present is sent the events of the last
+    /// revision it caught up once more. etcd #15248 (fixed in 3.4.24 / 3.5.8): a watcher moving
+    /// from the unsynced to the synced group could be sent duplicated events.
     WatchResend = 3,
     /// After a snapshot install, synced watchers are not caught up over the revisions the
     /// snapshot skipped: their events are never sent. etcd #8411: a member that rejoined by

@@ -16,14 +16,20 @@ use std::time::{Duration, Instant};
 
 /// The detcd binary under test.
 pub fn detcd_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("DETCD_BIN") {
+    built_bin("detcd", "DETCD_BIN", "detcd-server")
+}
+
+/// A binary of the workspace the tests run: `$env_var` if set, else `name` in the debug target
+/// dir, which must have been built (`cargo build -p package`; tests/run-all.sh does).
+pub fn built_bin(name: &str, env_var: &str, package: &str) -> PathBuf {
+    if let Ok(bin) = std::env::var(env_var) {
         return PathBuf::from(bin);
     }
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/detcd");
-    assert!(bin.exists(), "{} not built: run `cargo build -p detcd-server` (tests/run-all.sh does)", bin.display());
+    let bin = target.join("debug").join(name);
+    assert!(bin.exists(), "{} not built: run `cargo build -p {package}` (tests/run-all.sh does)", bin.display());
     bin
 }
 

@@ -21,15 +21,7 @@ const CLIENTS: &str = "4";
 const OK_OPS_MIN: usize = 100;
 
 fn detcd_check_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("DETCD_CHECK_BIN") {
-        return PathBuf::from(bin);
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/detcd-check");
-    assert!(bin.exists(), "{} not built: run `cargo build -p detcd-checks` (tests/run-all.sh does)", bin.display());
-    bin
+    detcd_tests::built_bin("detcd-check", "DETCD_CHECK_BIN", "detcd-checks")
 }
 
 /// Records `workload` against `endpoints` into `dir` and checks the outcome: exit 0, the

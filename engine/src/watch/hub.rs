@@ -439,8 +439,6 @@ impl WatchHub {
             self.synced_keys.values().flatten().chain(self.synced_ranges.iter()).copied().collect();
         #[cfg(feature = "canary")]
         let synced = if crate::canary::on(crate::canary::Canary::WatchRestoreSilent) { Vec::new() } else { synced };
-        #[cfg(feature = "canary")]
-        let old = if crate::canary::on(crate::canary::Canary::WatchResend) { old - 1 } else { old };
         for r in synced {
             self.leave(r);
             self.enter(r, Group::Unsynced, old + 1);
@@ -565,6 +563,12 @@ impl WatchHub {
                 assert!(covered > after && covered <= current);
                 let w = self.watchers.get_mut(&r).expect("watcher exists");
                 let events: Vec<Event> = events.iter().filter_map(|e| w.view(e)).collect();
+                // The canary: a catch-up that reached the present sends its last revision again.
+                #[cfg(feature = "canary")]
+                let resend_from = events
+                    .last()
+                    .map(event_main)
+                    .filter(|&last| crate::canary::on(crate::canary::Canary::WatchResend) && after + 1 < last);
                 if !events.is_empty() {
                     w.idle = false;
                     st.queue.push(
@@ -574,6 +578,11 @@ impl WatchHub {
                     self.mark_ready(r.0);
                 }
                 self.leave(r);
+                #[cfg(feature = "canary")]
+                if let (true, Some(last)) = (covered == current, resend_from) {
+                    self.enter(r, Group::Unsynced, last);
+                    return;
+                }
                 if covered == current {
                     self.enter(r, Group::Synced, current + 1);
                 } else {
