@@ -75,9 +75,11 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
     const DEFAULT_OUT_DIR: &str = "target/detcd-sim";
     /// Wall-clock budget of the linearizability search per run (running out is a failure).
     const CHECK_BUDGET_MS: u64 = 60_000;
-    /// Memory budget of the search's cache (about 1.5 times this is used at the peak): a sweep
-    /// runs two seeds at once on small CI machines.
-    const CHECK_CACHE_MIB: u64 = 512;
+    /// Memory budget of the search's cache (about 1.5 times this is used at the peak, and a
+    /// sweep runs two seeds at once). Running out fails the run, so it is the checker's default
+    /// of 2 GiB: at 512 MiB, `--seed 48 --nodes 5` ran out on a history that is linearizable
+    /// (2.4 M steps).
+    const CHECK_CACHE_MIB: u64 = 2_048;
     /// Step budget of the search: unlike the clock it runs out at the same step on every replay,
     /// so running out of it fails the run (about 20 s of a debug build's search).
     const CHECK_STEP_BUDGET: u64 = 20_000_000;
