@@ -122,7 +122,7 @@ start_cluster() {
 
 # field FILE NAME: a number from a one-line JSON report (names are unique in it).
 field() {
-  grep -o "\"$2\":[-0-9.e+]*" "$1" | head -1 | cut -d: -f2
+  grep -o "\"$2\":[-0-9.e+]*" "$1" | sed -n 1p | cut -d: -f2
 }
 
 # run SERVER NAME BENCH-ARGS...: one detcd-bench run against SERVER (etcd or detcd).
@@ -218,7 +218,7 @@ for n in "${sizes[@]}"; do
 done
 
 echo
-echo "$(etcd --version | head -1); $("$detcd_bin" --version 2>/dev/null | head -1); $(nproc) cores; $(date -u '+%F %H:%M UTC')$($quick && echo '; --quick: figures meaningless')"
+echo "$(etcd --version | sed -n 1p); $("$detcd_bin" --version 2>/dev/null | sed -n 1p); $(nproc) cores; $(date -u '+%F %H:%M UTC')$($quick && echo '; --quick: figures meaningless')"
 for table in "${tables[@]}"; do
   echo
   echo "$table"

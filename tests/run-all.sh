@@ -23,7 +23,8 @@ step "tools: etcdctl 3.4 and etcd 3.4 for the end-to-end tests, protoc for the e
 install_if_missing etcdctl etcd-client
 install_if_missing etcd etcd-server
 install_if_missing protoc protobuf-compiler
-ETCDCTL_API=3 etcdctl version | head -1
+# sed, not head: head exits after one line and etcdctl, still writing, dies of SIGPIPE (pipefail).
+ETCDCTL_API=3 etcdctl version | sed -n 1p
 protoc --version
 
 step "format check"
