@@ -382,29 +382,10 @@ pub async fn watch(global: &Global, args: &Args) -> Result<Report, String> {
     let bounds = Bounds { total: Some(put_total), deadline: None, rate: (put_rate > 0).then_some(put_rate) };
     let op = Op::Put { key_size: key_size as usize, key_space: key_total, sequential: true, value };
     let puts = drive(global, &channels, global.clients, Arc::new(op), bounds, Arc::new(AtomicU64::new(0))).await;
-    let puts_done = Instant::now();
-    // Only the puts that succeeded produce events.
-    let finished =
-        if puts.errors.is_empty() { all_finished(&mut opened, puts_done + event_timeout).await } else { None };
-    let ended = finished.unwrap_or_else(Instant::now).max(puts_done);
-    drop(progress);
-    for stream in &opened {
-        stream.task.abort();
-    }
-
-    let events = delivered.load(Ordering::Relaxed);
     let expected = put_total * streams * per_stream;
-    let puts_ok = puts.ok;
-    let mut report = puts.into_report("watch", ended - started);
-    report.unit = "events";
-    report.count = events;
-    if events < expected && report.errors.is_empty() {
-        report.count_error(format!("events not delivered within --event-timeout {event_timeout:?}"), expected - events);
-    }
-    report.extra.push(("watchers".into(), json!(streams * per_stream)));
+    let ending = EventsEnding { opened, progress, delivered, started, event_timeout, expected };
+    let mut report = ending.report("watch", puts, streams * per_stream).await;
     report.extra.push(("streams".into(), json!(streams)));
-    report.extra.push(("puts".into(), json!(puts_ok)));
-    report.extra.push(("expected_events".into(), json!(expected)));
     report.extra.push(("watchers_created_s".into(), json!(created_s)));
     if let (Some(before), Some(with)) = (rss_before, rss_with_watchers) {
         report.extra.push(("server_rss_kib_before_watchers".into(), json!(before)));
@@ -471,28 +452,52 @@ pub async fn watch_latency(global: &Global, args: &Args) -> Result<Report, Strin
             Err(_) => *puts.errors.entry("put: no answer within --request-timeout".into()).or_default() += 1,
         }
     }
-    let puts_done = Instant::now();
-    let finished =
-        if puts.errors.is_empty() { all_finished(&mut opened, puts_done + event_timeout).await } else { None };
-    let ended = finished.unwrap_or_else(Instant::now).max(puts_done);
-    drop(progress);
-    for stream in &opened {
-        stream.task.abort();
-    }
-
-    let events = delivered.load(Ordering::Relaxed);
-    let puts_ok = puts.ok;
-    let mut report = puts.into_report("watch-latency", ended - started);
+    let ending = EventsEnding { opened, progress, delivered, started, event_timeout, expected };
+    let mut report = ending.report("watch-latency", puts, streams * per_stream).await;
     report.latencies = std::mem::take(&mut *latencies.lock().expect("latencies lock"));
-    report.unit = "events";
-    report.count = events;
-    if events < expected && report.errors.is_empty() {
-        report.count_error(format!("events not delivered within --event-timeout {event_timeout:?}"), expected - events);
-    }
-    report.extra.push(("watchers".into(), json!(streams * per_stream)));
-    report.extra.push(("puts".into(), json!(puts_ok)));
-    report.extra.push(("expected_events".into(), json!(expected)));
     Ok(report)
+}
+
+/// What `watch` and `watch-latency` have in hand once their puts are done.
+struct EventsEnding {
+    opened: Vec<WatchStream>,
+    progress: Progress,
+    delivered: Arc<AtomicU64>,
+    started: Instant,
+    event_timeout: Duration,
+    expected: u64,
+}
+
+impl EventsEnding {
+    /// Waits (up to the event timeout) for every watcher to get its events, stops the streams
+    /// and reports events delivered; missing events count as errors.
+    async fn report(mut self, workload: &str, puts: Driven, watchers: u64) -> Report {
+        let puts_done = Instant::now();
+        // Only the puts that succeeded produce events.
+        let finished = if puts.errors.is_empty() {
+            all_finished(&mut self.opened, puts_done + self.event_timeout).await
+        } else {
+            None
+        };
+        let ended = finished.unwrap_or_else(Instant::now).max(puts_done);
+        drop(self.progress);
+        for stream in &self.opened {
+            stream.task.abort();
+        }
+        let events = self.delivered.load(Ordering::Relaxed);
+        let puts_ok = puts.ok;
+        let mut report = puts.into_report(workload, ended - self.started);
+        report.unit = "events";
+        report.count = events;
+        if events < self.expected && report.errors.is_empty() {
+            let message = format!("events not delivered within --event-timeout {:?}", self.event_timeout);
+            report.count_error(message, self.expected - events);
+        }
+        report.extra.push(("watchers".into(), json!(watchers)));
+        report.extra.push(("puts".into(), json!(puts_ok)));
+        report.extra.push(("expected_events".into(), json!(self.expected)));
+        report
+    }
 }
 
 /// Time-to-live of each client's lease: long enough never to expire during a run.
