@@ -15,7 +15,7 @@ mod common;
 use std::time::Instant;
 
 use common::{generate, make_one_read_stale, mean_in_flight, GenConfig, Workload};
-use detcd_checks::linearizability::{CheckOptions, Verdict};
+use detcd_checks::linearizability::{Budget, CheckOptions, Verdict};
 use detcd_checks::{check_history, ModelKind};
 
 fn run(label: &str, config: &GenConfig, model: ModelKind) {
@@ -40,8 +40,9 @@ fn run(label: &str, config: &GenConfig, model: ModelKind) {
         let verdict = match checked.result.verdict {
             Verdict::Linearizable => "linearizable".to_string(),
             Verdict::NotLinearizable(v) => format!("NOT linearizable (prefix {} ops)", v.longest_prefix.len()),
-            Verdict::Unknown { reason } if reason.contains("memory") => "UNKNOWN (cache budget ran out)".to_string(),
-            Verdict::Unknown { .. } => "UNKNOWN (time budget ran out)".to_string(),
+            Verdict::Unknown { budget: Budget::Memory, .. } => "UNKNOWN (cache budget ran out)".to_string(),
+            Verdict::Unknown { budget: Budget::Steps, .. } => "UNKNOWN (step budget ran out)".to_string(),
+            Verdict::Unknown { budget: Budget::Time, .. } => "UNKNOWN (time budget ran out)".to_string(),
         };
         let s = checked.result.stats;
         println!(

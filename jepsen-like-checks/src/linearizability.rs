@@ -213,8 +213,19 @@ pub enum Verdict {
     NotLinearizable(Violation),
     /// The budget ran out before a verdict; this is not a pass.
     Unknown {
+        /// Which budget: the time budget depends on the machine and its load, the others
+        /// run out at the same point on every run.
+        budget: Budget,
         reason: String,
     },
+}
+
+/// The budgets of [`CheckOptions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    Time,
+    Memory,
+    Steps,
 }
 
 impl Verdict {
@@ -328,18 +339,20 @@ pub fn check<M: Model>(model: &M, ops: Vec<Op<M::Input, M::Output>>, options: &C
             }
             SearchOutcome::OutOfTime | SearchOutcome::OutOfMemory | SearchOutcome::OutOfSteps => {
                 stats.elapsed = started.elapsed();
-                let budget = match outcome {
-                    SearchOutcome::OutOfTime => format!("time budget of {} ms", options.budget_ms),
-                    SearchOutcome::OutOfSteps => format!("step budget of {} steps", options.step_budget),
-                    _ => format!("cache memory budget of {} MiB", options.cache_budget_mib),
+                let (budget, described) = match outcome {
+                    SearchOutcome::OutOfTime => (Budget::Time, format!("time budget of {} ms", options.budget_ms)),
+                    SearchOutcome::OutOfSteps => {
+                        (Budget::Steps, format!("step budget of {} steps", options.step_budget))
+                    }
+                    _ => (Budget::Memory, format!("cache memory budget of {} MiB", options.cache_budget_mib)),
                 };
                 let reason = format!(
-                    "the {budget} ran out while searching partition {} ({} of {} partitions done)",
+                    "the {described} ran out while searching partition {} ({} of {} partitions done)",
                     model.describe_partition(&key),
                     index,
                     partition_count
                 );
-                return CheckResult { verdict: Verdict::Unknown { reason }, stats };
+                return CheckResult { verdict: Verdict::Unknown { budget, reason }, stats };
             }
         }
     }
@@ -916,16 +929,12 @@ mod tests {
         let mut ops: Vec<_> = (0..20).map(|i| op(i, 0, 1000, Some(1 << (i % 10)), Some(0))).collect();
         ops.push(op(20, 0, 1000, None, Some(2047)));
         let result = check(&Counter, ops.clone(), &CheckOptions { step_budget: 100, ..CheckOptions::default() });
-        assert!(
-            matches!(&result.verdict, Verdict::Unknown { reason } if reason.contains("step budget")),
-            "{:?}",
-            result.verdict
-        );
+        assert!(matches!(&result.verdict, Verdict::Unknown { budget: Budget::Steps, .. }), "{:?}", result.verdict);
         let result = check(&Counter, ops.clone(), &CheckOptions { budget_ms: 0, ..CheckOptions::default() });
-        let Verdict::Unknown { reason } = result.verdict else { panic!("{:?}", result.verdict) };
+        let Verdict::Unknown { reason, .. } = result.verdict else { panic!("{:?}", result.verdict) };
         assert!(reason.contains("time budget of 0 ms"), "{reason}");
         let result = check(&Counter, ops, &CheckOptions { cache_budget_mib: 1, ..CheckOptions::default() });
-        let Verdict::Unknown { reason } = result.verdict else { panic!("{:?}", result.verdict) };
+        let Verdict::Unknown { reason, .. } = result.verdict else { panic!("{:?}", result.verdict) };
         assert!(reason.contains("cache memory budget of 1 MiB"), "{reason}");
     }
 }

@@ -46,7 +46,7 @@ pub fn text(verdicts: &Verdicts, prefix: &str) -> String {
                         let _ = writeln!(out, "{prefix}    {line}");
                     }
                 }
-                Verdict::Unknown { reason } => {
+                Verdict::Unknown { reason, .. } => {
                     let _ = writeln!(
                         out,
                         "{prefix}linearizability: UNKNOWN, counted as a failure: {reason} ({model} model; {counts}; {time})"

@@ -50,7 +50,7 @@ mod cli {
     use std::sync::{mpsc, Arc};
     use std::time::{Duration, Instant};
 
-    use detcd_checks::linearizability::{CheckOptions, Verdict};
+    use detcd_checks::linearizability::{Budget, CheckOptions, Verdict};
     use detcd_checks::suite::{check_all, Outcome as CheckOutcome, SuiteOptions};
     use detcd_checks::workload::Workload;
     use detcd_checks::{history, report, ModelKind};
@@ -415,7 +415,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
             // judge) is the same on every replay, and is a failure like a violation.
             let out_of_wall_clock = matches!(
                 &verdicts.linearizability,
-                Some(Ok(c)) if matches!(&c.result.verdict, Verdict::Unknown { reason } if reason.contains("time budget"))
+                Some(Ok(c)) if matches!(c.result.verdict, Verdict::Unknown { budget: Budget::Time, .. })
             );
             let failed = |o: Option<CheckOutcome>| o.is_some_and(|o| o != CheckOutcome::Pass);
             let decided_wrong = failed(verdicts.watch_outcome())

@@ -121,7 +121,7 @@ pub fn assert_linearizable(ops: &[Operation], model: ModelKind) {
     match verdict(ops, model) {
         Verdict::Linearizable => {}
         Verdict::NotLinearizable(v) => panic!("{model} model: expected linearizable, got {v}"),
-        Verdict::Unknown { reason } => panic!("{model} model: expected linearizable, got unknown: {reason}"),
+        Verdict::Unknown { reason, .. } => panic!("{model} model: expected linearizable, got unknown: {reason}"),
     }
 }
 
