@@ -210,6 +210,8 @@ impl<S: Storage> Driver<S> {
 
     /// Runs until every handle is gone, or the disk fails (then returns the error).
     pub async fn run(mut self) -> Result<(), String> {
+        // One timer for the whole loop (see `crate::timer`): the node's next timeout rarely moves.
+        let mut timeout = crate::timer::Deadline::new(tokio::time::Instant::now());
         loop {
             self.carry_out_outputs()?;
             let applied = self.node.applied_index();
@@ -227,6 +229,7 @@ impl<S: Storage> Driver<S> {
                 // A client is slow to read: look again shortly for room in its stream.
                 deadline = deadline.min(tokio::time::Instant::now() + std::time::Duration::from_millis(10));
             }
+            timeout.set(deadline);
             tokio::select! {
                 command = self.commands.recv() => {
                     let Some(command) = command else { return Ok(()) };
@@ -238,7 +241,7 @@ impl<S: Storage> Driver<S> {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut timeout => {
                     self.node.handle_timeout(self.clock.now());
                 }
             }

@@ -14,6 +14,7 @@ pub mod driver;
 pub mod forward;
 pub mod grpc;
 pub mod peer;
+pub mod timer;
 
 use std::collections::BTreeMap;
 use std::future::Future;

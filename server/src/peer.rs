@@ -39,6 +39,8 @@ use protobuf::Message as _;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::timer::Deadline;
+
 use crate::driver::{Command, Handle, Outbox};
 use detcd_engine::raft::MessageType;
 use tonic::transport::Channel;
@@ -131,7 +133,9 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
         let mut call = tokio::task::spawn(async move { stream_client.send(Request::new(OkStream(batches_rx))).await });
         // The call's end, if it ended while we waited for messages: the peer's answer says why
         // (a removed member hears it here, and may have nothing more to send for a while).
+        let mut keepalive_at = Deadline::new(tokio::time::Instant::now() + PEER_KEEPALIVE);
         let ended = loop {
+            keepalive_at.set(tokio::time::Instant::now() + PEER_KEEPALIVE);
             let first = tokio::select! {
                 m = queue.recv() => match m {
                     Some(m) => Some(m),
@@ -143,7 +147,7 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
                 result = &mut call => break Some(result),
                 // Nothing to send for a while: a keepalive (an empty batch) shows the receiver
                 // that the stream is alive.
-                _ = tokio::time::sleep(PEER_KEEPALIVE) => None,
+                _ = &mut keepalive_at => None,
             };
             let keepalive = first.is_none();
             let mut messages: Vec<Message> = first.into_iter().collect();
@@ -226,11 +230,11 @@ async fn send_snapshot(mut client: PeerClient<Channel>, mut message: Message, cl
 /// Drops what queues up for `wait` (stale raft messages are worse than none). False when the
 /// driver is gone.
 async fn drain_for(queue: &mut mpsc::Receiver<Message>, wait: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + wait;
+    let mut deadline = Deadline::new(tokio::time::Instant::now() + wait);
     loop {
         tokio::select! {
             m = queue.recv() => if m.is_none() { return false },
-            _ = tokio::time::sleep_until(deadline) => return true,
+            _ = &mut deadline => return true,
         }
     }
 }
@@ -258,13 +262,18 @@ impl Peer for PeerService {
     async fn send(&self, request: Request<Streaming<RaftMessageBatch>>) -> Result<Response<SendAck>, Status> {
         let mut stream = request.into_inner();
         let (mut batches, mut messages) = (0u64, 0u64);
+        let mut idle_at = Deadline::new(tokio::time::Instant::now() + PEER_STREAM_IDLE_TIMEOUT);
         loop {
             // A live sender sends at least a keepalive every PEER_KEEPALIVE; silence this long
             // means a stalled connection (see the module's comment): ending the call makes the
             // sender dial a fresh one.
-            let Ok(next) = tokio::time::timeout(PEER_STREAM_IDLE_TIMEOUT, stream.message()).await else {
-                tracing::debug!(batches, messages, "peer stream idle; closing it so that the sender reconnects");
-                return Err(Status::unavailable("detcd: peer stream idle; reconnect"));
+            idle_at.set(tokio::time::Instant::now() + PEER_STREAM_IDLE_TIMEOUT);
+            let next = tokio::select! {
+                next = stream.message() => next,
+                _ = &mut idle_at => {
+                    tracing::debug!(batches, messages, "peer stream idle; closing it so that the sender reconnects");
+                    return Err(Status::unavailable("detcd: peer stream idle; reconnect"));
+                }
             };
             let Some(batch) = next? else { break };
             if batch.cluster_id != 0 && batch.cluster_id != self.cluster_id {
