@@ -17,7 +17,6 @@ pub mod peer;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
 
 use detcd_engine::limits;
 use detcd_engine::node::{Config as NodeConfig, Node, Request};
@@ -186,8 +185,7 @@ async fn client_server(
     let router = tonic::transport::Server::builder()
         .add_service(KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max))
         .add_service(
-            WatchServer::new(grpc::WatchService { handle: handle.clone(), next_stream: AtomicU64::new(1) })
-                .max_decoding_message_size(receive_max),
+            WatchServer::new(grpc::WatchService { handle: handle.clone() }).max_decoding_message_size(receive_max),
         )
         .add_service(
             LeaseServer::new(grpc::LeaseService { handle: handle.clone(), forwarder: forwarder.clone() })
