@@ -28,6 +28,8 @@ use detcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use detcd_proto::etcdserverpb::watch_server::WatchServer;
 use detcd_proto::etcdserverpb::Member;
 use detcd_proto::peerpb::peer_server::PeerServer;
+use detcd_proto::v3electionpb::election_server::ElectionServer;
+use detcd_proto::v3lockpb::lock_server::LockServer;
 
 use crate::clock::Clock;
 use crate::config::{socket_addr, ServerConfig};
@@ -193,6 +195,13 @@ async fn client_server(
         )
         .add_service(
             ClusterServer::new(grpc::ClusterService { handle: handle.clone(), forwarder: forwarder.clone() })
+                .max_decoding_message_size(receive_max),
+        )
+        .add_service(
+            LockServer::new(grpc::LockService { handle: handle.clone() }).max_decoding_message_size(receive_max),
+        )
+        .add_service(
+            ElectionServer::new(grpc::ElectionService { handle: handle.clone() })
                 .max_decoding_message_size(receive_max),
         )
         .add_service(
