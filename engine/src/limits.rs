@@ -124,6 +124,14 @@ pub const CONCURRENCY_SESSION_TTL_S: i64 = 60;
 /// the observer stops reading its watch (and the watch hub its events) until there is room.
 pub const ELECTION_OBSERVE_BUFFER: usize = 16;
 
+/// Attempts of a read the lock and election services make while leadership moves (a read
+/// fails with "leader changed" or "no leader" then): about two election timeouts' worth at
+/// [`CONCURRENCY_READ_RETRY_MS`] apart, enough for a new leader to be elected.
+pub const CONCURRENCY_READ_ATTEMPTS_MAX: u32 = 20;
+
+/// Pause between those attempts, in milliseconds.
+pub const CONCURRENCY_READ_RETRY_MS: u64 = 100;
+
 // ---- disk ----
 
 /// A WAL segment is closed and a new one started before it would grow past this (etcd's

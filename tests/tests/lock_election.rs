@@ -379,3 +379,59 @@ async fn election_service_campaigns_proclaims_observes_and_resigns() {
     let gone = client.proclaim("bob-2", Some(ProclaimOptions::new().with_leader(rebuilt))).await;
     assert_eq!(grpc_error(gone), unknown("election: not leader"));
 }
+
+/// The index of the member that leads, as the members themselves report it.
+async fn leader_index(c: &Cluster) -> usize {
+    let deadline = Instant::now() + ANSWER;
+    loop {
+        for (i, m) in c.members.iter().enumerate() {
+            let status = connect(&m.endpoint()).await.status().await.expect("status");
+            if status.header().is_some_and(|h| h.member_id() == status.leader()) {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no member leads");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_on_a_follower_keeps_its_place_while_the_leader_dies() {
+    let mut c = Cluster::start(3, "rs-lock-three");
+    let leader = leader_index(&c).await;
+    let (f1, f2) = ((leader + 1) % 3, (leader + 2) % 3);
+    let mut holder = connect(&c.members[f1].endpoint()).await;
+    let mut waiter = connect(&c.members[f2].endpoint()).await;
+
+    let a = holder.lease_grant(60, None).await.expect("grant").id();
+    let b = waiter.lease_grant(60, None).await.expect("grant").id();
+    let held = holder.lock("shared", Some(LockOptions::new().with_lease(a))).await.expect("lock on a follower");
+    let mut queued = waiter.clone();
+    let waiting = tokio::spawn(async move { queued.lock("shared", Some(LockOptions::new().with_lease(b))).await });
+    until_keys(&mut waiter, "shared/", 2).await;
+
+    // The waiter's wait is a watch on its own member's hub: the leader's death does not end it.
+    c.members[leader].kill();
+    assert!(still_waiting(&waiting).await, "the lock was granted while held");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let released = loop {
+        match holder.unlock(held.key()).await {
+            Ok(released) => break released,
+            Err(e) => assert!(Instant::now() < deadline, "no unlock after the leader died: {e}\n{}", c.logs()),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let granted = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the lock passed on")
+        .expect("task")
+        .expect("lock");
+    assert_eq!(text(granted.key()), format!("shared/{b:x}"));
+    let (released_at, granted_at) =
+        (released.header().expect("header").revision(), granted.header().expect("header").revision());
+    assert!(granted_at >= released_at, "granted at revision {granted_at}, released at {released_at}");
+    // The election service answers on a follower too.
+    waiter.campaign("office", "f2", b).await.expect("campaign on a follower");
+    let leader_now = holder.leader("office").await.expect("leader on the other follower");
+    assert_eq!(text(leader_now.kv().expect("kv").value()), "f2");
+}

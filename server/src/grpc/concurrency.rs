@@ -37,11 +37,30 @@ pub fn failure(message: &str) -> Status {
     Status::new(Code::Unknown, message)
 }
 
+/// A linearizable read. Unlike etcd's embedded client, a read that failed only because the
+/// leader changed or is being elected is tried again (reads change nothing, so this is safe):
+/// a waiter whose wait ends just as the leader dies keeps its place instead of failing and
+/// leaving the queue. At most [`limits::CONCURRENCY_READ_ATTEMPTS_MAX`] attempts, spaced by
+/// [`limits::CONCURRENCY_READ_RETRY_MS`].
 pub async fn range(handle: &Handle, request: RangeRequest) -> Result<RangeResponse, Status> {
-    match handle.call(Request::Range(request)).await.map_err(unknown)? {
-        Response::Range(r) => Ok(r),
-        other => Err(unexpected(&other)),
+    let mut attempt = 1;
+    loop {
+        match handle.call(Request::Range(request.clone())).await {
+            Ok(Response::Range(r)) => return Ok(r),
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e) if is_leader_transient(e) && attempt < limits::CONCURRENCY_READ_ATTEMPTS_MAX => {
+                tracing::debug!(error = %e, attempt, "lock/election read failed during a leader change; again");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(limits::CONCURRENCY_READ_RETRY_MS)).await;
+            }
+            Err(e) => return Err(unknown(e)),
+        }
     }
+}
+
+/// Errors that a read gets only while leadership moves.
+fn is_leader_transient(e: Error) -> bool {
+    matches!(e, Error::LeaderChanged | Error::NoLeader | Error::TimeoutDueToLeaderFail)
 }
 
 pub async fn txn(handle: &Handle, request: TxnRequest) -> Result<TxnResponse, Status> {
