@@ -365,6 +365,16 @@ async fn election_service_campaigns_proclaims_observes_and_resigns() {
     let bob = won.leader().expect("a leader key").clone();
     assert_eq!(text(bob.key()), format!("office/{b:x}"));
     observed.push(observe_next(&mut observer).await);
+    // A candidate whose client gives up resigns: its key is deleted.
+    let quitter = client.lease_grant(60, None).await.expect("grant").id();
+    let mut other = client.clone();
+    let gave_up = tokio::time::timeout(Duration::from_millis(500), other.campaign("office", "carol", quitter)).await;
+    assert!(gave_up.is_err(), "a second candidate won while bob led: {gave_up:?}");
+    let deadline = Instant::now() + ANSWER;
+    while keys_with_prefix(&mut client, "office/").await.contains(&format!("office/{quitter:x}")) {
+        assert!(Instant::now() < deadline, "the canceled candidate's key stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Resigning again with the old key is no error, and changes nothing (etcd's Resign).
     client.resign(Some(ResignOptions::new().with_leader(alice.clone()))).await.expect("stale resign");
     let leader = client.leader("office").await.expect("leader");
