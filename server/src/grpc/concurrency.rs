@@ -1,7 +1,8 @@
 //! What the lock and election services share: etcd serves them as *clients* of its own KV,
 //! Watch and Lease services (`v3lock` and `v3election` run clientv3's `concurrency` package
 //! against the member), and so do we — every step is a request to the node through the
-//! driver's [`Handle`], every wait a watch on the driver's watch hub. Nothing here polls.
+//! driver's [`Handle`], every wait a watch on the driver's watch hub: no wait polls (only a
+//! read that failed while leadership moved is tried again after a pause, see [`range`]).
 //!
 //! Errors: etcd's services return the errors of their embedded client, which are Go errors
 //! without a gRPC status (clientv3 turns statuses into `rpctypes.EtcdError`, which carries no
