@@ -113,6 +113,25 @@ pub const WATCH_STREAM_CONTROL_RESPONSES_MAX: usize = 16;
 /// revisions (`watchBatchMaxRevs` = 1000); counting events bounds its memory.
 pub const WATCH_SYNC_RESPONSE_EVENTS_MAX: usize = 1000;
 
+// ---- locks and elections ----
+
+/// TTL of the lease the lock and election services grant when a request names no lease
+/// (lease 0), in seconds: etcd's `concurrency` session default (`defaultSessionTTL`). etcd's
+/// services then orphan that session, so the lease is never kept alive and expires after this.
+pub const CONCURRENCY_SESSION_TTL_S: i64 = 60;
+
+/// Leader answers one election Observe stream buffers for its client; when they are not read,
+/// the observer stops reading its watch (and the watch hub its events) until there is room.
+pub const ELECTION_OBSERVE_BUFFER: usize = 16;
+
+/// Attempts of a read the lock and election services make while leadership moves (a read
+/// fails with "leader changed" or "no leader" then): about two election timeouts' worth at
+/// [`CONCURRENCY_READ_RETRY_MS`] apart, enough for a new leader to be elected.
+pub const CONCURRENCY_READ_ATTEMPTS_MAX: u32 = 20;
+
+/// Pause between those attempts, in milliseconds.
+pub const CONCURRENCY_READ_RETRY_MS: u64 = 100;
+
 // ---- disk ----
 
 /// A WAL segment is closed and a new one started before it would grow past this (etcd's

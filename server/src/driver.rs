@@ -16,6 +16,7 @@
 //! a member that cannot persist must not go on (as etcd panics on a failed fsync).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use detcd_engine::node::{Node, Output, Persist, Request, RequestId, Response};
@@ -100,9 +101,18 @@ pub struct Handle {
     /// Members removed from the cluster, as of the driver's applied index: the peer service
     /// refuses their messages without a round trip through the driver.
     removed: Arc<RwLock<BTreeSet<u64>>>,
+    /// The next watch hub stream id. One counter per member, shared by every client listener
+    /// and by the services that watch on a client's behalf (lock, election), so that no two
+    /// streams share an id.
+    next_watch_stream: Arc<AtomicU64>,
 }
 
 impl Handle {
+    /// A watch hub stream id no other stream of this member uses.
+    pub fn new_watch_stream(&self) -> StreamId {
+        self.next_watch_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub async fn call(&self, request: Request) -> Result<Response, Error> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Request { request, reply }).await.map_err(|_| Error::Stopped)?;
@@ -189,7 +199,12 @@ impl<S: Storage> Driver<S> {
     ) -> (Driver<S>, Handle) {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_MAX);
         let removed_members = Arc::new(RwLock::new(BTreeSet::new()));
-        let outbox = outbox(Handle { commands: tx.clone(), removed: removed_members.clone() });
+        let next_watch_stream = Arc::new(AtomicU64::new(1));
+        let outbox = outbox(Handle {
+            commands: tx.clone(),
+            removed: removed_members.clone(),
+            next_watch_stream: next_watch_stream.clone(),
+        });
         let driver = Driver {
             node,
             storage,
@@ -205,7 +220,7 @@ impl<S: Storage> Driver<S> {
             removed_members: removed_members.clone(),
             told_removed: false,
         };
-        (driver, Handle { commands: tx, removed: removed_members })
+        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream })
     }
 
     /// Runs until every handle is gone, or the disk fails (then returns the error).

@@ -18,7 +18,6 @@ pub mod timer;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::AtomicU64;
 
 use detcd_engine::limits;
 use detcd_engine::node::{Config as NodeConfig, Node, Request};
@@ -30,6 +29,8 @@ use detcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use detcd_proto::etcdserverpb::watch_server::WatchServer;
 use detcd_proto::etcdserverpb::Member;
 use detcd_proto::peerpb::peer_server::PeerServer;
+use detcd_proto::v3electionpb::election_server::ElectionServer;
+use detcd_proto::v3lockpb::lock_server::LockServer;
 
 use crate::clock::Clock;
 use crate::config::{socket_addr, ServerConfig};
@@ -187,8 +188,7 @@ async fn client_server(
     let router = tonic::transport::Server::builder()
         .add_service(KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max))
         .add_service(
-            WatchServer::new(grpc::WatchService { handle: handle.clone(), next_stream: AtomicU64::new(1) })
-                .max_decoding_message_size(receive_max),
+            WatchServer::new(grpc::WatchService { handle: handle.clone() }).max_decoding_message_size(receive_max),
         )
         .add_service(
             LeaseServer::new(grpc::LeaseService { handle: handle.clone(), forwarder: forwarder.clone() })
@@ -196,6 +196,13 @@ async fn client_server(
         )
         .add_service(
             ClusterServer::new(grpc::ClusterService { handle: handle.clone(), forwarder: forwarder.clone() })
+                .max_decoding_message_size(receive_max),
+        )
+        .add_service(
+            LockServer::new(grpc::LockService { handle: handle.clone() }).max_decoding_message_size(receive_max),
+        )
+        .add_service(
+            ElectionServer::new(grpc::ElectionService { handle: handle.clone() })
                 .max_decoding_message_size(receive_max),
         )
         .add_service(

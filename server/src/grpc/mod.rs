@@ -13,8 +13,11 @@ macro_rules! call_node {
 }
 
 mod cluster;
+mod concurrency;
+mod election;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod watch;
 
@@ -27,8 +30,10 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 pub use cluster::ClusterService;
+pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::LeaseService;
+pub use lock::LockService;
 pub use maintenance::{MaintenanceService, ETCD_API_VERSION};
 pub use watch::WatchService;
 

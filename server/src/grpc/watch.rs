@@ -1,5 +1,3 @@
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use detcd_proto::etcdserverpb::watch_server::Watch;
 use detcd_proto::etcdserverpb::{WatchRequest, WatchResponse};
 use tokio::sync::mpsc;
@@ -10,7 +8,6 @@ use crate::driver::{Command, Handle, WATCH_SEND_BUFFER};
 
 pub struct WatchService {
     pub handle: Handle,
-    pub next_stream: AtomicU64,
 }
 
 #[tonic::async_trait]
@@ -24,7 +21,7 @@ impl Watch for WatchService {
         &self,
         req: GrpcRequest<Streaming<WatchRequest>>,
     ) -> Result<GrpcResponse<Self::WatchStream>, Status> {
-        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let stream = self.handle.new_watch_stream();
         let mut requests = req.into_inner();
         let (responses_tx, mut responses_rx) = mpsc::channel::<WatchResponse>(WATCH_SEND_BUFFER);
         let (out_tx, out_rx) = mpsc::channel(1);
