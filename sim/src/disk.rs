@@ -444,4 +444,27 @@ mod tests {
         let recovered = storage(&fs).and_then(|mut s| s.load()).expect("recovers");
         assert!(recovered.entries.iter().any(|e| e.index == 2), "the acknowledged entry survives");
     }
+
+    /// A saved identity is synced: it survives a power failure at any later operation, and a
+    /// power failure while it is being saved leaves the old one or none, never a torn one.
+    #[test]
+    fn a_saved_identity_survives_power_failures() {
+        use detcd_server::disk::Identity;
+        let identity = Identity { member_id: 7, cluster_id: 9, founder: false };
+        for failing_op in 0..8u64 {
+            for seed in 0..4u64 {
+                let fs = SimFs::new();
+                let mut s = storage(&fs).expect("open");
+                fs.arm_power_failure(failing_op);
+                let saved = s.save_identity(&identity).is_ok();
+                fs.power_loss(seed * 100 + failing_op);
+                let loaded = storage(&fs).and_then(|mut s| s.load_identity());
+                match loaded {
+                    Ok(Some(found)) => assert_eq!(found, identity, "op {failing_op}, seed {seed}"),
+                    Ok(None) => assert!(!saved, "op {failing_op}, seed {seed}: an acknowledged identity was lost"),
+                    Err(e) => panic!("op {failing_op}, seed {seed}: {e}"),
+                }
+            }
+        }
+    }
 }

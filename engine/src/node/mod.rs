@@ -577,7 +577,10 @@ impl Node {
                 self.membership.check_add(&a.peer_ur_ls, a.is_learner, limits::MAX_LEARNERS_DEFAULT)?;
                 let member_id = loop {
                     let candidate = self.rng.gen::<u64>();
-                    if candidate != 0 && self.membership.get(candidate).is_none() {
+                    // A removed member's id is never given again: its old data dir (or its
+                    // peers' memory of it) must never pass for the new member.
+                    let taken = self.membership.get(candidate).is_some() || self.membership.is_removed(candidate);
+                    if candidate != 0 && !taken {
                         break candidate;
                     }
                 };
