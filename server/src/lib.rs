@@ -200,14 +200,11 @@ async fn establish_identity<S: Storage>(
             return Ok((identity, Vec::new()));
         }
         // It joined, then stopped before it received anything: ask again for its peers' URLs.
-        let (_, members) = discover_members(config).await?;
-        if !members.iter().any(|m| m.id == identity.member_id) {
-            return Err(format!(
-                "member {:x} is not in the cluster's member list (it was removed?): \
-                 remove its data dir and add it again",
-                identity.member_id
-            ));
-        }
+        let (_, members) =
+            discover_members(config, |m| m.id == identity.member_id).await.map_err(|answered| match answered {
+                Some(_) => format!("member {:x} is not in the cluster's member list (removed?)", identity.member_id),
+                None => unreachable_peers(config),
+            })?;
         return Ok((identity, members));
     }
     // A founding member's log starts after the bootstrap snapshot every founder shares (which
@@ -224,22 +221,27 @@ async fn establish_identity<S: Storage>(
             config.data_dir.display()
         ));
     } else {
-        let (cluster_id, members) = discover_members(config).await?;
         let mut own_urls = config.initial_cluster[&config.name].clone();
         own_urls.sort();
-        let me = members.iter().find(|m| {
+        let is_me = |m: &Member| {
             let mut urls = m.peer_ur_ls.clone();
             urls.sort();
             urls == own_urls
-        });
-        let Some(me) = me else {
-            // etcd's words (ValidateClusterAndAssignIDs).
-            return Err(format!(
-                "error validating peerURLs {}: unmatched member while checking PeerURLs ({})",
-                describe_members(&members),
-                own_urls.join(",")
-            ));
         };
+        let (cluster_id, members) = match discover_members(config, is_me).await {
+            Ok(found) => found,
+            // Some member answered, but none listed this member's peer URLs: etcd's words
+            // (ValidateClusterAndAssignIDs).
+            Err(Some(members)) => {
+                return Err(format!(
+                    "error validating peerURLs {}: unmatched member while checking PeerURLs ({})",
+                    describe_members(&members),
+                    own_urls.join(",")
+                ))
+            }
+            Err(None) => return Err(unreachable_peers(config)),
+        };
+        let me = members.iter().find(|m| is_me(m)).expect("discover_members returns a list holding it");
         if !me.name.is_empty() {
             // It started before and published its name: its log and votes were in a data dir
             // that is gone. Rejoining under the same id could break raft's promises.
@@ -257,16 +259,24 @@ async fn establish_identity<S: Storage>(
     Ok((identity, members))
 }
 
-/// The cluster id and member list, asked from the other members of --initial-cluster.
-async fn discover_members(config: &ServerConfig) -> Result<(u64, Vec<Member>), String> {
-    let urls: Vec<String> = config
-        .initial_cluster
-        .iter()
-        .filter(|(name, _)| **name != config.name)
-        .flat_map(|(_, urls)| urls.iter().cloned())
-        .collect();
+/// The cluster id and member list, asked from the other members of --initial-cluster, from the
+/// first member whose list has a member `wanted` accepts (the joiner itself). Otherwise the last
+/// list any member answered, if one did.
+async fn discover_members(
+    config: &ServerConfig,
+    wanted: impl Fn(&Member) -> bool,
+) -> Result<(u64, Vec<Member>), Option<Vec<Member>>> {
+    let urls = peer_urls_to_ask(config);
+    let last_answer = std::sync::Mutex::new(None);
+    let accept = |answer: &detcd_proto::peerpb::MembersResponse| {
+        if answer.members.is_empty() {
+            return false;
+        }
+        *last_answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer.members.clone());
+        answer.members.iter().any(&wanted)
+    };
     for round in 0..JOIN_DISCOVERY_ROUNDS {
-        if let Some(answer) = peer::fetch_members(&urls).await {
+        if let Some(answer) = peer::fetch_members(&urls, &accept).await {
             tracing::info!(
                 cluster = format!("{:x}", answer.cluster_id),
                 members = answer.members.len(),
@@ -278,11 +288,24 @@ async fn discover_members(config: &ServerConfig) -> Result<(u64, Vec<Member>), S
             tokio::time::sleep(JOIN_DISCOVERY_PAUSE).await;
         }
     }
-    // etcd's words (GetClusterFromRemotePeers).
-    Err(format!(
+    Err(last_answer.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn peer_urls_to_ask(config: &ServerConfig) -> Vec<String> {
+    config
+        .initial_cluster
+        .iter()
+        .filter(|(name, _)| **name != config.name)
+        .flat_map(|(_, urls)| urls.iter().cloned())
+        .collect()
+}
+
+/// etcd's words (GetClusterFromRemotePeers) when no peer answered.
+fn unreachable_peers(config: &ServerConfig) -> String {
+    format!(
         "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs ({})",
-        urls.join(",")
-    ))
+        peer_urls_to_ask(config).join(",")
+    )
 }
 
 fn describe_members(members: &[Member]) -> String {

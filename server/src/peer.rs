@@ -191,10 +191,10 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
 /// How long a joining member waits for one peer's member list.
 pub const DISCOVERY_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The first member list one of `urls` answers with a non-empty list (a member that has
-/// applied nothing yet knows no members), asking each URL once, in order. `None` when none
-/// answered.
-pub async fn fetch_members(urls: &[String]) -> Option<MembersResponse> {
+/// The first member list one of `urls` answers that `wanted` accepts, asking each URL once, in
+/// order (a member may lag behind the cluster: one that has not applied a `MemberAdd` yet, or
+/// a removed one that still runs, answers a list without the joiner). `None` when none did.
+pub async fn fetch_members(urls: &[String], wanted: impl Fn(&MembersResponse) -> bool) -> Option<MembersResponse> {
     for url in urls {
         let asked = tokio::time::timeout(DISCOVERY_CALL_TIMEOUT, async {
             let mut client = PeerClient::connect(url.clone()).await.map_err(|e| e.to_string())?;
@@ -202,8 +202,8 @@ pub async fn fetch_members(urls: &[String]) -> Option<MembersResponse> {
         })
         .await;
         match asked {
-            Ok(Ok(answer)) if !answer.get_ref().members.is_empty() => return Some(answer.into_inner()),
-            Ok(Ok(_)) => tracing::info!(%url, "peer knows no members yet"),
+            Ok(Ok(answer)) if wanted(answer.get_ref()) => return Some(answer.into_inner()),
+            Ok(Ok(_)) => tracing::info!(%url, "peer's member list does not hold this member (yet)"),
             Ok(Err(e)) => tracing::info!(%url, error = %e, "peer did not answer its member list"),
             Err(_) => tracing::info!(%url, "peer did not answer its member list in time"),
         }

@@ -99,6 +99,14 @@ impl SimFs {
         state.fail_next_sync = false;
     }
 
+    /// A new, empty disk in place of this one (an operator wiping a member's data dir before
+    /// adding it back): every file gone, durably; handles opened before are dead.
+    pub fn wipe(&self) {
+        let mut state = self.state();
+        let (boot, operations, syncs_failed) = (state.boot + 1, state.operations, state.syncs_failed);
+        *state = State { boot, operations, syncs_failed, ..State::default() };
+    }
+
     /// Whether an armed power failure happened (the member must be killed and power-cycled).
     pub fn powered_off(&self) -> bool {
         self.state().powered_off
