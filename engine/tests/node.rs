@@ -453,3 +453,26 @@ fn a_watch_resumes_from_history_and_is_canceled_below_the_compaction() {
     let header = resumed.last().unwrap().header.as_ref().unwrap();
     assert_eq!((header.member_id, header.revision), (follower, 7));
 }
+
+/// The leader removes itself: once it applied its removal it serves and steps nothing (raft-rs
+/// keeps it leader without a progress of its own, and an append response arriving then made it
+/// unwrap that missing progress: sim seed 91), and the others elect a leader and go on.
+#[test]
+fn a_leader_that_removes_itself_stops_and_the_others_go_on() {
+    let mut c = Cluster::new(3, 5);
+    let leader = c.wait_for_leader();
+    ok_put(&mut c, leader, "before", "1");
+    let answer = c.call(leader, Request::MemberRemove(MemberRemoveRequest { id: leader }));
+    assert!(matches!(answer, Some(Ok(Response::MemberRemove(_)))), "remove: {answer:?}");
+    // The removed leader stays up and keeps hearing its former followers.
+    c.run_for(Duration::from_secs(5));
+    assert!(c.node(leader).unwrap().is_removed());
+    assert_eq!(
+        c.call(leader, Request::MemberList(MemberListRequest { linearizable: false })),
+        Some(Err(Error::Stopped))
+    );
+    let new_leader = c.leader().expect("the others elect a leader");
+    assert_ne!(new_leader, leader);
+    ok_put(&mut c, new_leader, "after", "2");
+    assert_eq!(read(&mut c, new_leader, "before").as_deref(), Some("1"));
+}

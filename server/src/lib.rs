@@ -34,7 +34,7 @@ use detcd_proto::v3lockpb::lock_server::LockServer;
 
 use crate::clock::Clock;
 use crate::config::{socket_addr, ServerConfig};
-use crate::disk::Storage;
+use crate::disk::{Identity, Storage};
 use crate::driver::{Driver, Handle};
 
 /// How long a clean shutdown waits for calls in flight.
@@ -83,14 +83,17 @@ pub async fn serve<S: Storage + 'static>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let recovered = storage.load().map_err(|e| e.to_string())?;
-    // A founding member's log starts after the bootstrap snapshot every founder shares (which
-    // is rebuilt from the initial cluster, not stored): entries from index 2 and no snapshot
-    // mean this member founded the cluster, whatever --initial-cluster-state says now.
-    let founder_data = recovered.snapshot.is_none() && recovered.entries.first().is_some_and(|e| e.index == 2);
-    let founding = founder_data || config.initial_cluster_state_new;
-    let node_config = node_config(&config, founding)?;
-    let member_id = node_config.id;
-    let cluster_id = node_config.cluster_id;
+    let (identity, known_members) = establish_identity(&config, &mut storage, &recovered).await?;
+    let mut node_config = node_config(&config, identity.founder)?;
+    if !identity.founder {
+        node_config.id = identity.member_id;
+        node_config.cluster_id = identity.cluster_id;
+        // A joiner's member list comes from its snapshot; until then, what the cluster told it
+        // (the peers' ids under --initial-cluster's names are not theirs).
+        node_config.initial_members = known_members;
+    }
+    let member_id = identity.member_id;
+    let cluster_id = identity.cluster_id;
     let peer_urls: BTreeMap<u64, Vec<String>> = node_config
         .initial_members
         .iter()
@@ -173,6 +176,143 @@ pub async fn serve<S: Storage + 'static>(
         tracing::info!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }
     Ok(())
+}
+
+/// Rounds of asking every peer of --initial-cluster for the member list before a joining
+/// member gives up (etcd asks once; a member added during a fault may find its peers briefly
+/// unreachable).
+pub const JOIN_DISCOVERY_ROUNDS: usize = 5;
+const JOIN_DISCOVERY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Who this member is: from its identity file; for a founder starting the first time, from
+/// its flags (ids hashed from the peer URLs, as every founder computes them alike); for a
+/// member joining an existing cluster, from the cluster's member list, found by its own peer
+/// URLs. Saved (synced) before the member talks to anyone. Also returns the member list the
+/// cluster answered, if it was asked (a joiner with nothing on disk yet needs its peers' URLs).
+async fn establish_identity<S: Storage>(
+    config: &ServerConfig,
+    storage: &mut S,
+    recovered: &detcd_engine::node::Recovered,
+) -> Result<(Identity, Vec<Member>), String> {
+    let has_data = recovered.snapshot.is_some()
+        || !recovered.entries.is_empty()
+        || recovered.hard_state != detcd_engine::raft::HardState::default();
+    if let Some(identity) = storage.load_identity().map_err(|e| e.to_string())? {
+        if identity.founder || has_data {
+            return Ok((identity, Vec::new()));
+        }
+        // It joined, then stopped before it received anything: ask again for its peers' URLs.
+        let (_, members) =
+            discover_members(config, |m| m.id == identity.member_id).await.map_err(|answered| match answered {
+                Some(_) => format!("member {:x} is not in the cluster's member list (removed?)", identity.member_id),
+                None => unreachable_peers(config),
+            })?;
+        return Ok((identity, members));
+    }
+    // A founding member's log starts after the bootstrap snapshot every founder shares (which
+    // is rebuilt from the initial cluster, not stored): entries from index 2 and no snapshot
+    // mean this member founded the cluster, whatever --initial-cluster-state says now.
+    let founder_data = recovered.snapshot.is_none() && recovered.entries.first().is_some_and(|e| e.index == 2);
+    let (identity, members) = if founder_data || config.initial_cluster_state_new {
+        let identity =
+            Identity { member_id: config.member_ids()[&config.name], cluster_id: config.cluster_id(), founder: true };
+        (identity, Vec::new())
+    } else if has_data {
+        return Err(format!(
+            "{} holds a joined member's data but no identity file: its member id is unknown",
+            config.data_dir.display()
+        ));
+    } else {
+        let mut own_urls = config.initial_cluster[&config.name].clone();
+        own_urls.sort();
+        let is_me = |m: &Member| {
+            let mut urls = m.peer_ur_ls.clone();
+            urls.sort();
+            urls == own_urls
+        };
+        let (cluster_id, members) = match discover_members(config, is_me).await {
+            Ok(found) => found,
+            // Some member answered, but none listed this member's peer URLs: etcd's words
+            // (ValidateClusterAndAssignIDs).
+            Err(Some(members)) => {
+                return Err(format!(
+                    "error validating peerURLs {}: unmatched member while checking PeerURLs ({})",
+                    describe_members(&members),
+                    own_urls.join(",")
+                ))
+            }
+            Err(None) => return Err(unreachable_peers(config)),
+        };
+        let me = members.iter().find(|m| is_me(m)).expect("discover_members returns a list holding it");
+        if !me.name.is_empty() {
+            // It started before and published its name: its log and votes were in a data dir
+            // that is gone. Rejoining under the same id could break raft's promises.
+            return Err(format!("member {:x} has already been bootstrapped", me.id));
+        }
+        (Identity { member_id: me.id, cluster_id, founder: false }, members)
+    };
+    storage.save_identity(&identity).map_err(|e| e.to_string())?;
+    tracing::info!(
+        member = format!("{:x}", identity.member_id),
+        cluster = format!("{:x}", identity.cluster_id),
+        founder = identity.founder,
+        "identity saved in the data dir"
+    );
+    Ok((identity, members))
+}
+
+/// The cluster id and member list, asked from the other members of --initial-cluster, from the
+/// first member whose list has a member `wanted` accepts (the joiner itself). Otherwise the last
+/// list any member answered, if one did.
+async fn discover_members(
+    config: &ServerConfig,
+    wanted: impl Fn(&Member) -> bool,
+) -> Result<(u64, Vec<Member>), Option<Vec<Member>>> {
+    let urls = peer_urls_to_ask(config);
+    let last_answer = std::sync::Mutex::new(None);
+    let accept = |answer: &detcd_proto::peerpb::MembersResponse| {
+        if answer.members.is_empty() {
+            return false;
+        }
+        *last_answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer.members.clone());
+        answer.members.iter().any(&wanted)
+    };
+    for round in 0..JOIN_DISCOVERY_ROUNDS {
+        if let Some(answer) = peer::fetch_members(&urls, &accept).await {
+            tracing::info!(
+                cluster = format!("{:x}", answer.cluster_id),
+                members = answer.members.len(),
+                "learned the cluster's members from a peer"
+            );
+            return Ok((answer.cluster_id, answer.members));
+        }
+        if round + 1 < JOIN_DISCOVERY_ROUNDS {
+            tokio::time::sleep(JOIN_DISCOVERY_PAUSE).await;
+        }
+    }
+    Err(last_answer.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn peer_urls_to_ask(config: &ServerConfig) -> Vec<String> {
+    config
+        .initial_cluster
+        .iter()
+        .filter(|(name, _)| **name != config.name)
+        .flat_map(|(_, urls)| urls.iter().cloned())
+        .collect()
+}
+
+/// etcd's words (GetClusterFromRemotePeers) when no peer answered.
+fn unreachable_peers(config: &ServerConfig) -> String {
+    format!(
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs ({})",
+        peer_urls_to_ask(config).join(",")
+    )
+}
+
+fn describe_members(members: &[Member]) -> String {
+    let list: Vec<String> = members.iter().map(|m| format!("{:x}={}", m.id, m.peer_ur_ls.join(","))).collect();
+    list.join(",")
 }
 
 async fn client_server(

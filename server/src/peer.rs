@@ -28,12 +28,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use detcd_engine::node::{Request as NodeRequest, Response as NodeResponse};
 use detcd_engine::raft::Message;
-use detcd_proto::etcdserverpb::Member;
+use detcd_proto::etcdserverpb::{Member, MemberListRequest};
 use detcd_proto::peerpb::peer_client::PeerClient;
 use detcd_proto::peerpb::peer_server::Peer;
 use detcd_proto::peerpb::{
-    forward_request, forward_response, ForwardRequest, ForwardResponse, RaftMessageBatch, SendAck, SnapshotAck,
-    SnapshotChunk,
+    forward_request, forward_response, ForwardRequest, ForwardResponse, MembersRequest, MembersResponse,
+    RaftMessageBatch, SendAck, SnapshotAck, SnapshotChunk,
 };
 use protobuf::Message as _;
 use tokio::sync::mpsc;
@@ -192,6 +192,29 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
     }
 }
 
+/// How long a joining member waits for one peer's member list.
+pub const DISCOVERY_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The first member list one of `urls` answers that `wanted` accepts, asking each URL once, in
+/// order (a member may lag behind the cluster: one that has not applied a `MemberAdd` yet, or
+/// a removed one that still runs, answers a list without the joiner). `None` when none did.
+pub async fn fetch_members(urls: &[String], wanted: impl Fn(&MembersResponse) -> bool) -> Option<MembersResponse> {
+    for url in urls {
+        let asked = tokio::time::timeout(DISCOVERY_CALL_TIMEOUT, async {
+            let mut client = PeerClient::connect(url.clone()).await.map_err(|e| e.to_string())?;
+            client.members(Request::new(MembersRequest {})).await.map_err(|e| e.message().to_string())
+        })
+        .await;
+        match asked {
+            Ok(Ok(answer)) if wanted(answer.get_ref()) => return Some(answer.into_inner()),
+            Ok(Ok(_)) => tracing::info!(%url, "peer's member list does not hold this member (yet)"),
+            Ok(Err(e)) => tracing::info!(%url, error = %e, "peer did not answer its member list"),
+            Err(_) => tracing::info!(%url, "peer did not answer its member list in time"),
+        }
+    }
+    None
+}
+
 /// Streams one raft snapshot message in chunks and reports the outcome to the node.
 async fn send_snapshot(mut client: PeerClient<Channel>, mut message: Message, cluster_id: u64, handle: Handle) {
     let to = message.to;
@@ -325,6 +348,15 @@ impl Peer for PeerService {
             other => return Err(Status::internal(format!("detcd: unexpected answer {other:?}"))),
         };
         Ok(Response::new(ForwardResponse { response: Some(response) }))
+    }
+
+    async fn members(&self, _request: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+        let list = NodeRequest::MemberList(MemberListRequest { linearizable: false });
+        let members = match self.handle.call(list).await.map_err(crate::grpc::status)? {
+            NodeResponse::MemberList(r) => r.members,
+            other => return Err(Status::internal(format!("detcd: unexpected answer {other:?}"))),
+        };
+        Ok(Response::new(MembersResponse { cluster_id: self.cluster_id, member_id: self.member_id, members }))
     }
 
     /// Reassembles a snapshot sent in chunks and hands the raft message to the driver.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +15,8 @@ use detcd_proto::etcdserverpb::cluster_client::ClusterClient;
 use detcd_proto::etcdserverpb::kv_client::KvClient;
 use detcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use detcd_proto::etcdserverpb::{
-    CompactionRequest, HashKvRequest, MemberListRequest, MemberRemoveRequest, MoveLeaderRequest, PutRequest,
-    RangeRequest, StatusRequest,
+    CompactionRequest, HashKvRequest, Member as ClusterMember, MemberAddRequest, MemberListRequest,
+    MemberPromoteRequest, MemberRemoveRequest, MoveLeaderRequest, PutRequest, RangeRequest, StatusRequest,
 };
 use detcd_server::clock::Clock;
 use detcd_server::config::ServerConfig;
@@ -26,7 +26,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 
 use crate::disk::SimFs;
-use crate::schedule::{Event, Fault, Schedule, ARM_WINDOW_MS};
+use crate::schedule::{Event, Fault, Schedule, ARM_WINDOW_MS, VOTERS_MIN};
 
 /// Largest drift of a member's clock, in parts per million either way (real oscillators stay
 /// within about 100; we stress ten times that).
@@ -46,6 +46,11 @@ const STOPPED: &str = "stopped: removed from the cluster";
 pub const REMOVED_STOP_MS_MAX: u64 = 10_000;
 /// Client deadline per operation.
 pub const CLIENT_OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a promotion is retried while the learner is not in sync with the leader.
+pub const PROMOTE_RETRY_MS_MAX: u64 = 15_000;
+const PROMOTE_RETRY_PAUSE_MS: u64 = 500;
+/// Rounds of asking every member for the member list before a membership fault gives up.
+pub const MEMBER_LIST_ROUNDS: usize = 10;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -130,16 +135,27 @@ fn client_url(i: usize) -> String {
     format!("http://{}:2379", member_ip(i))
 }
 
+fn peer_url(i: usize) -> String {
+    format!("http://{}:2380", member_ip(i))
+}
+
 /// Runs one seed to the end; never panics on a failed check (the report says it).
 pub fn run(options: &Options) -> Report {
     let runtime = madsim::runtime::Runtime::with_seed_and_config(options.seed, madsim::Config::default());
     runtime.block_on(simulate(options.clone()))
 }
 
-/// A member as the fault injector sees it.
+/// A member slot as the fault injector sees it: the founders, and one spare that membership
+/// faults add (a founder's slot is added again, under a new id, once it was removed).
 struct Member {
     node: NodeId,
-    id: u64,
+    /// The member id of the slot's current incarnation (0: the spare, never added).
+    id: Arc<AtomicU64>,
+    /// Whether the node runs `serve` when it boots (the spare boots idle until it is added).
+    enabled: Arc<AtomicBool>,
+    /// Whether it boots to join an existing cluster (`--initial-cluster-state existing`) rather
+    /// than as a founder.
+    joins: Arc<AtomicBool>,
     fs: SimFs,
     jumps: Arc<AtomicU64>,
     /// None while the member runs; why it stopped once `serve` returned.
@@ -160,6 +176,8 @@ struct World {
     gone: Mutex<BTreeSet<usize>>,
     /// Members a MemberRemove was sent for (it may have been applied even if the call failed).
     removing: Mutex<BTreeSet<usize>>,
+    /// One membership change at a time (as an operator makes them).
+    membership: tokio::sync::Mutex<()>,
     /// The simulated start, for times in the fault log.
     start: tokio::time::Instant,
 }
@@ -184,6 +202,128 @@ impl World {
 
     fn exit_of(&self, m: usize) -> Option<String> {
         lock(&self.members[m].exit).clone()
+    }
+
+    fn id(&self, m: usize) -> u64 {
+        self.members[m].id.load(Ordering::Relaxed)
+    }
+
+    /// Slots that take part in the cluster as far as the injector knows (added, not removed).
+    fn in_cluster(&self) -> Vec<usize> {
+        let (gone, removing) = (lock(&self.gone).clone(), lock(&self.removing).clone());
+        (0..self.members.len()).filter(|i| self.id(*i) != 0 && !gone.contains(i) && !removing.contains(i)).collect()
+    }
+
+    /// The cluster's member list (linearizable), from the first slot that answers, asking
+    /// every slot up to [`MEMBER_LIST_ROUNDS`] times (no leader yet, or a partition).
+    async fn member_list(&self) -> Option<(usize, Vec<ClusterMember>)> {
+        for _ in 0..MEMBER_LIST_ROUNDS {
+            for i in self.in_cluster() {
+                let Ok(Ok(mut c)) =
+                    tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(i))).await
+                else {
+                    continue;
+                };
+                let req = MemberListRequest { linearizable: true };
+                if let Ok(Ok(r)) = tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_list(req)).await {
+                    return Some((i, r.into_inner().members));
+                }
+            }
+            tokio::time::sleep(CONVERGE_POLL).await;
+        }
+        None
+    }
+
+    /// MemberAdd as a learner of slot `m`'s peer URL; on success (learned from the answer, or
+    /// from the member list when the answer was lost) the slot's node starts with a fresh disk
+    /// to join the cluster.
+    async fn add_member(&self, m: usize) {
+        let Some((_, list)) = self.member_list().await else {
+            return self.log(format!("add m{}: no member list", m + 1));
+        };
+        let url = peer_url(m);
+        if list.iter().any(|x| x.peer_ur_ls.contains(&url)) {
+            return self.log(format!("add m{}: its peer URL is a member's already", m + 1));
+        }
+        if list.len() >= self.members.len() {
+            return self.log(format!("add m{}: the cluster has {} members already", m + 1, list.len()));
+        }
+        let mut outcome = "no member reachable".to_string();
+        let mut id = None;
+        for other in self.in_cluster() {
+            let Ok(Ok(mut c)) =
+                tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other))).await
+            else {
+                continue;
+            };
+            let req = MemberAddRequest { peer_ur_ls: vec![url.clone()], is_learner: true };
+            match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_add(req)).await {
+                Ok(Ok(r)) => {
+                    id = r.into_inner().member.map(|x| x.id);
+                    outcome = format!("added through m{}", other + 1);
+                    break;
+                }
+                Ok(Err(e)) => outcome = format!("m{} refused: {}", other + 1, e.message()),
+                Err(_) => outcome = format!("timed out at m{}", other + 1),
+            }
+        }
+        if id.is_none() {
+            // The answer may be lost while the addition was applied.
+            if let Some((_, list)) = self.member_list().await {
+                id = list.iter().find(|x| x.peer_ur_ls.contains(&url)).map(|x| x.id);
+            }
+        }
+        let Some(id) = id else {
+            return self.log(format!("add m{} as a learner: {outcome}", m + 1));
+        };
+        let slot = &self.members[m];
+        // Whatever ran in the slot (a removed member restarted from its old data) goes, and so
+        // does its disk: the new member starts empty and asks the cluster who it is.
+        self.handle.kill(slot.node);
+        slot.fs.wipe();
+        slot.id.store(id, Ordering::Relaxed);
+        slot.joins.store(true, Ordering::Relaxed);
+        slot.enabled.store(true, Ordering::Relaxed);
+        lock(&self.removing).remove(&m);
+        self.handle.restart(slot.node);
+        self.log(format!("add m{} as learner {id:x}: {outcome}; started it on a fresh disk", m + 1));
+    }
+
+    /// MemberPromote of slot `m`'s learner, retried while it is not in sync with the leader.
+    async fn promote_member(&self, m: usize) {
+        let id = self.id(m);
+        if id == 0 || !self.in_cluster().contains(&m) {
+            return self.log(format!("promote m{}: not added", m + 1));
+        }
+        let mut outcome = "no member reachable".to_string();
+        let mut waited_ms = 0;
+        while waited_ms <= PROMOTE_RETRY_MS_MAX {
+            for other in self.in_cluster().into_iter().filter(|&o| o != m) {
+                let Ok(Ok(mut c)) =
+                    tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other))).await
+                else {
+                    continue;
+                };
+                match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_promote(MemberPromoteRequest { id })).await {
+                    Ok(Ok(_)) => return self.log(format!("promoted m{} ({id:x}) through m{}", m + 1, other + 1)),
+                    Ok(Err(e))
+                        if e.message().contains("can only promote a learner member")
+                            && !e.message().contains("in sync") =>
+                    {
+                        return self.log(format!("promote m{}: {}", m + 1, e.message()))
+                    }
+                    Ok(Err(e)) if e.message().contains("member not found") => {
+                        return self.log(format!("promote m{}: {}", m + 1, e.message()))
+                    }
+                    Ok(Err(e)) => outcome = format!("m{} refused: {}", other + 1, e.message()),
+                    Err(_) => outcome = format!("timed out at m{}", other + 1),
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(PROMOTE_RETRY_PAUSE_MS)).await;
+            waited_ms += PROMOTE_RETRY_PAUSE_MS;
+        }
+        self.log(format!("promote m{}: gave up after {PROMOTE_RETRY_MS_MAX}ms: {outcome}", m + 1));
     }
 
     fn restart(&self, m: usize) {
@@ -219,7 +359,7 @@ impl World {
             }
         }
         let (&leader, _) = votes.iter().max_by_key(|&(_, n)| *n)?;
-        self.members.iter().position(|m| m.id == leader)
+        (0..self.members.len()).find(|&i| self.id(i) == leader)
     }
 
     async fn apply(self: Arc<Self>, event: Event) {
@@ -360,12 +500,30 @@ impl World {
                     }
                 }
             }
+            Fault::AddMember { member } => {
+                let _one_at_a_time = self.membership.lock().await;
+                self.add_member(member).await;
+            }
+            Fault::PromoteMember { member } => {
+                let _one_at_a_time = self.membership.lock().await;
+                self.promote_member(member).await;
+            }
             Fault::RemoveMember { member } => {
-                let id = self.members[member].id;
+                let _one_at_a_time = self.membership.lock().await;
+                let id = self.id(member);
+                let Some((_, list)) = self.member_list().await else {
+                    return self.log(format!("remove m{}: no member list", member + 1));
+                };
+                let Some(target) = list.iter().find(|x| x.id == id && id != 0) else {
+                    return self.log(format!("remove m{}: not a member", member + 1));
+                };
+                let voters = list.iter().filter(|x| !x.is_learner).count();
+                if !target.is_learner && voters <= VOTERS_MIN {
+                    return self.log(format!("remove m{}: only {voters} voters; keeping it", member + 1));
+                }
                 lock(&self.removing).insert(member);
-                let gone = lock(&self.gone).clone();
                 let mut outcome = "no member reachable".to_string();
-                for other in (0..self.members.len()).filter(|&o| o != member && !gone.contains(&o)) {
+                for other in self.in_cluster().into_iter().filter(|&o| o != member) {
                     let Ok(Ok(mut c)) =
                         tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other)))
                             .await
@@ -399,7 +557,7 @@ impl World {
                 if leader == to {
                     return self.log(format!("m{} leads already", to + 1));
                 }
-                let request = MoveLeaderRequest { target_id: self.members[to].id };
+                let request = MoveLeaderRequest { target_id: self.id(to) };
                 let outcome = match MaintenanceClient::connect(client_url(leader)).await {
                     Ok(mut m) => match tokio::time::timeout(CLIENT_OP_TIMEOUT, m.move_leader(request)).await {
                         Ok(Ok(_)) => "moved".to_string(),
@@ -510,11 +668,14 @@ impl World {
 async fn simulate(o: Options) -> Report {
     let handle = Handle::current();
     let start = tokio::time::Instant::now();
-    let initial_cluster =
-        (0..o.members).map(|i| format!("m{}=http://{}:2380", i + 1, member_ip(i))).collect::<Vec<_>>().join(",");
+    // The founders found the cluster; a joiner (the spare, or a founder's slot added again) asks
+    // every slot for the member list.
+    let founders = (0..o.members).map(|i| format!("m{}={}", i + 1, peer_url(i))).collect::<Vec<_>>().join(",");
+    let spare = o.members;
+    let every_slot = format!("{founders},m{}={}", spare + 1, peer_url(spare));
     let mut members = Vec::new();
     let mut skews = Vec::new();
-    for i in 0..o.members {
+    for i in 0..=spare {
         let args: Vec<String> = vec![
             format!("--name=m{}", i + 1),
             format!("--data-dir=/m{}", i + 1),
@@ -522,7 +683,6 @@ async fn simulate(o: Options) -> Report {
             format!("--advertise-client-urls={}", client_url(i)),
             format!("--listen-peer-urls=http://{}:2380", member_ip(i)),
             format!("--initial-advertise-peer-urls=http://{}:2380", member_ip(i)),
-            format!("--initial-cluster={initial_cluster}"),
             // Snapshots a few times a run (etcd's default is 100,000): often enough that members
             // catch up from snapshots, rarely enough that encoding the whole state image (all
             // of the MVCC history) does not dominate the run (at 50 it took half the time of
@@ -530,8 +690,19 @@ async fn simulate(o: Options) -> Report {
             "--snapshot-count=200".into(),
             "--experimental-snapshot-catchup-entries=10".into(),
         ];
-        let config = ServerConfig::parse(&args, &[]).expect("valid member flags");
-        let id = config.member_ids()[&config.name];
+        let with = |more: [String; 2]| {
+            let all: Vec<String> = args.iter().cloned().chain(more).collect();
+            ServerConfig::parse(&all, &[]).expect("valid member flags")
+        };
+        let join_config =
+            with([format!("--initial-cluster={every_slot}"), "--initial-cluster-state=existing".to_string()]);
+        let (config, id) = if i < spare {
+            let config = with([format!("--initial-cluster={founders}"), "--initial-cluster-state=new".to_string()]);
+            let id = config.member_ids()[&config.name];
+            (config, id)
+        } else {
+            (join_config.clone(), 0)
+        };
         // Each member's own clock: an offset, a drift, and the forward jumps of the faults.
         let (offset, drift_ppm) = {
             let mut rng = madsim::rand::thread_rng();
@@ -539,18 +710,25 @@ async fn simulate(o: Options) -> Report {
         };
         skews.push(format!("m{} clock +{offset:?} {drift_ppm:+} ppm", i + 1));
         let (fs, jumps, exit) = (SimFs::new(), Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(None)));
+        let (enabled, joins) = (Arc::new(AtomicBool::new(i < spare)), Arc::new(AtomicBool::new(i == spare)));
         let (boot_fs, boot_jumps, boot_exit) = (fs.clone(), jumps.clone(), exit.clone());
+        let (boot_enabled, boot_joins) = (enabled.clone(), joins.clone());
         let node: NodeHandle = handle
             .create_node()
             .name(format!("m{}", i + 1))
             .ip(member_ip(i))
             .init(move || {
-                let (config, fs, jumps, exit) =
-                    (config.clone(), boot_fs.clone(), boot_jumps.clone(), boot_exit.clone());
+                let config = if boot_joins.load(Ordering::Relaxed) { join_config.clone() } else { config.clone() };
+                let enabled = boot_enabled.load(Ordering::Relaxed);
+                let (fs, jumps, exit) = (boot_fs.clone(), boot_jumps.clone(), boot_exit.clone());
                 // A new seed per boot, from the run's seed: proposal ids differ across restarts.
                 let seed = madsim::rand::thread_rng().gen::<u64>();
                 *lock(&exit) = None;
                 async move {
+                    if !enabled {
+                        // The spare before it is added: an idle machine.
+                        return std::future::pending().await;
+                    }
                     let clock = Clock::skewed(offset, drift_ppm, jumps);
                     let result = match FileStorage::open_in(Arc::new(fs), &config.data_dir) {
                         Ok(storage) => {
@@ -568,7 +746,7 @@ async fn simulate(o: Options) -> Report {
                 }
             })
             .build();
-        members.push(Member { node: node.id(), id, fs, jumps, exit });
+        members.push(Member { node: node.id(), id: Arc::new(AtomicU64::new(id)), enabled, joins, fs, jumps, exit });
     }
 
     // List-append transactions write keys the etcd model does not follow, yet bump the global
@@ -588,6 +766,7 @@ async fn simulate(o: Options) -> Report {
         record_compactions: !append_only,
         gone: Default::default(),
         removing: Default::default(),
+        membership: Default::default(),
         start,
     });
     let stop_at = start + o.duration;
@@ -643,7 +822,7 @@ async fn simulate(o: Options) -> Report {
     let acks = acknowledged_puts(&history);
     let acks_len = acks.len();
     let compacted = lock(&record).compacted;
-    let live: Vec<usize> = (0..o.members).filter(|i| !lock(&world.gone).contains(i)).collect();
+    let live: Vec<usize> = (0..=o.members).filter(|i| !lock(&world.gone).contains(i)).collect();
     let check_world = world.clone();
     let check_live = live.clone();
     let (failure, acks_compacted) = checker
@@ -696,7 +875,8 @@ fn acknowledged_puts(history: &[Operation]) -> Vec<Ack> {
 /// equal hashes vouch for them). The first violation found and how many acks were compacted.
 async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i64) -> (Option<String>, usize) {
     let removing = lock(&world.removing).clone();
-    let asked: Vec<usize> = candidates.iter().copied().filter(|i| !removing.contains(i)).collect();
+    let asked: Vec<usize> =
+        candidates.iter().copied().filter(|&i| !removing.contains(&i) && world.id(i) != 0).collect();
     // Progress: some write succeeds through some member.
     let mut progressed = false;
     for attempt in 0..LIVENESS_WRITES {
@@ -746,9 +926,10 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
             0,
         );
     }
-    // Which removals took effect: the cluster's member list says.
-    let mut removed = Vec::new();
-    if !removing.is_empty() {
+    // Who is a member now (additions and removals took effect or not): the member list says.
+    let removed: Vec<usize>;
+    let live: Vec<usize>;
+    {
         let mut list = None;
         for &i in asked.iter().cycle().take(LIVENESS_WRITES) {
             let Ok(Ok(mut c)) =
@@ -765,9 +946,10 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
         let Some(ids) = list else {
             return (Some("no member answered a linearizable member list after every fault healed".into()), 0);
         };
-        removed = removing.iter().copied().filter(|&i| !ids.contains(&world.members[i].id)).collect();
+        removed = removing.iter().copied().filter(|&i| !ids.contains(&world.id(i))).collect();
+        // Voters and learners alike must converge.
+        live = candidates.iter().copied().filter(|&i| ids.contains(&world.id(i))).collect();
     }
-    let live: Vec<usize> = candidates.iter().copied().filter(|i| !removed.contains(i)).collect();
     let live = &live[..];
     let mut agreed = false;
     let mut last = String::new();

@@ -37,7 +37,9 @@ pub enum FaultKind {
     Corrupt,
     /// Leadership moved on purpose (Maintenance.MoveLeader).
     MoveLeader,
-    /// A member removed from the cluster (Cluster.MemberRemove): its process must stop.
+    /// Membership changes: a learner added (the spare member `m<members+1>`, or a removed
+    /// member's slot again, with a fresh disk) and started to join, promoted, a member removed
+    /// (its process must stop).
     Membership,
     /// The KV history compacted at a recent revision.
     Compact,
@@ -157,7 +159,18 @@ pub enum Fault {
     MoveLeader {
         to: usize,
     },
+    /// MemberRemove; the removed process must stop, and stop again when restarted from its data.
     RemoveMember {
+        member: usize,
+    },
+    /// MemberAdd as a learner of slot `member`'s peer URL; the slot's node starts with a fresh
+    /// disk and `--initial-cluster-state existing`. Slot `members` (one past the founders) is the
+    /// spare; a founder's slot can be added only once it was removed.
+    AddMember {
+        member: usize,
+    },
+    /// MemberPromote of slot `member`'s learner, retried while it is not in sync.
+    PromoteMember {
         member: usize,
     },
     /// Compact at `back` revisions before the current one.
@@ -180,7 +193,7 @@ impl Fault {
             Fault::SyncFailure { .. } => FaultKind::Fsync,
             Fault::CorruptWal { .. } => FaultKind::Corrupt,
             Fault::MoveLeader { .. } => FaultKind::MoveLeader,
-            Fault::RemoveMember { .. } => FaultKind::Membership,
+            Fault::RemoveMember { .. } | Fault::AddMember { .. } | Fault::PromoteMember { .. } => FaultKind::Membership,
             Fault::Compact { .. } => FaultKind::Compact,
         }
     }
@@ -202,6 +215,8 @@ impl Fault {
             | Fault::CorruptWal { .. }
             | Fault::MoveLeader { .. }
             | Fault::RemoveMember { .. }
+            | Fault::AddMember { .. }
+            | Fault::PromoteMember { .. }
             | Fault::Compact { .. } => None,
         }
     }
@@ -258,6 +273,8 @@ impl fmt::Display for Event {
             Fault::CorruptWal { member } => write!(f, " member={}", m(*member)),
             Fault::MoveLeader { to } => write!(f, " to={}", m(*to)),
             Fault::RemoveMember { member } => write!(f, " remove={}", m(*member)),
+            Fault::AddMember { member } => write!(f, " add={}", m(*member)),
+            Fault::PromoteMember { member } => write!(f, " promote={}", m(*member)),
             Fault::Compact { back } => write!(f, " back={back}"),
         }
     }
@@ -312,7 +329,12 @@ impl FromStr for Event {
             "fsync" => Fault::SyncFailure { member: of("member")?, for_ms: ms("for")? },
             "corrupt" => Fault::CorruptWal { member: of("member")? },
             "move-leader" => Fault::MoveLeader { to: of("to")? },
-            "membership" => Fault::RemoveMember { member: of("remove")? },
+            "membership" => match (fields.get("remove"), fields.get("add"), fields.get("promote")) {
+                (Some(_), _, _) => Fault::RemoveMember { member: of("remove")? },
+                (_, Some(_), _) => Fault::AddMember { member: of("add")? },
+                (_, _, Some(_)) => Fault::PromoteMember { member: of("promote")? },
+                _ => return Err("membership: needs remove=, add= or promote=".into()),
+            },
             "compact" => Fault::Compact { back: ms("back")? },
             other => return Err(format!("unknown fault kind {other:?}")),
         };
@@ -392,9 +414,15 @@ pub const LATENCY_MS_MAX: u64 = 300;
 pub const LOSS_PERMILLE_MAX: u64 = 100;
 /// An armed power failure strikes within this many file-system operations.
 pub const POWER_AFTER_OPS_MAX: u64 = 60;
-/// Corrupting a member's WAL or removing it takes it away for good: at most once per run, so
-/// that a majority is left to make progress with.
+/// Corrupting a member's WAL takes it away for good: at most once per run, so that a majority
+/// is left to make progress with.
 pub const MEMBERS_LOST_MAX: usize = 1;
+/// Gap between two membership changes (each waits for the one before it to finish anyway).
+pub const MEMBERSHIP_GAP_MS_MIN: u64 = 2_000;
+pub const MEMBERSHIP_GAP_MS_MAX: u64 = 5_000;
+/// Members never drop below this many voters by a removal (etcd's advice for any cluster
+/// that is to survive a failure).
+pub const VOTERS_MIN: usize = 3;
 
 /// What a seed's schedule is drawn from.
 #[derive(Debug, Clone)]
@@ -425,6 +453,10 @@ impl Schedule {
         let mut stopped: Vec<(usize, u64, u64)> = Vec::new();
         let mut lost = 0;
         for &kind in &on {
+            if kind == FaultKind::Membership {
+                events.extend(membership_plan(&mut rng, o, &mut stopped));
+                continue;
+            }
             let gap_ms = rng.range(GAP_MS_MIN, GAP_MS_MAX);
             let mut at_ms = rng.range(0, gap_ms);
             if matches!(kind, FaultKind::Corrupt | FaultKind::Membership) {
@@ -466,28 +498,16 @@ impl Schedule {
                         Some(Fault::PowerFailure { member, after_ops: rng.range(0, POWER_AFTER_OPS_MAX), for_ms })
                     }
                     FaultKind::Fsync => Some(Fault::SyncFailure { member, for_ms }),
-                    FaultKind::Corrupt | FaultKind::Membership if lost >= MEMBERS_LOST_MAX => None,
+                    FaultKind::Corrupt if lost >= MEMBERS_LOST_MAX => None,
                     FaultKind::Corrupt => Some(Fault::CorruptWal { member }),
-                    FaultKind::Membership => Some(Fault::RemoveMember { member }),
+                    FaultKind::Membership => None,
                     FaultKind::MoveLeader => Some(Fault::MoveLeader { to: member }),
                     FaultKind::Compact => Some(Fault::Compact { back: rng.range(0, 50) }),
                 };
                 if let Some(fault) = fault {
-                    let ok = match stopped_interval(&Event { at_ms, fault: fault.clone() }) {
-                        None => true,
-                        Some((m, from, until)) => {
-                            let overlapping: Vec<&(usize, u64, u64)> =
-                                stopped.iter().filter(|&&(_, f, to)| f < until && from < to).collect();
-                            let free = !overlapping.iter().any(|&&(x, _, _)| x == m);
-                            let majority_left = overlapping.len() < (n - 1) / 2;
-                            if free && majority_left {
-                                stopped.push((m, from, until));
-                            }
-                            free && majority_left
-                        }
-                    };
-                    if ok {
-                        lost += matches!(fault, Fault::CorruptWal { .. } | Fault::RemoveMember { .. }) as usize;
+                    let event = Event { at_ms, fault: fault.clone() };
+                    if fits(&mut stopped, n, &event) {
+                        lost += matches!(fault, Fault::CorruptWal { .. }) as usize;
                         events.push(Event { at_ms, fault });
                     }
                 }
@@ -524,6 +544,65 @@ impl Schedule {
         }
         counts
     }
+}
+
+/// Whether `event` may stop its member's process (if it stops one) without overlapping another
+/// stop of that member or leaving less than a majority of the founders running; if so, it is
+/// recorded in `stopped` as (member, from, until).
+fn fits(stopped: &mut Vec<(usize, u64, u64)>, members: usize, event: &Event) -> bool {
+    let Some((m, from, until)) = stopped_interval(event) else { return true };
+    let overlapping: Vec<&(usize, u64, u64)> = stopped.iter().filter(|&&(_, f, to)| f < until && from < to).collect();
+    let free = !overlapping.iter().any(|&&(x, _, _)| x == m);
+    let majority_left = overlapping.len() < (members - 1) / 2;
+    if free && majority_left {
+        stopped.push((m, from, until));
+    }
+    free && majority_left
+}
+
+/// The membership changes of a run, as a plan the cluster can follow: a learner added is
+/// promoted next; a voter is removed only while more than [`VOTERS_MIN`] are planned; a slot is
+/// added only while at most `members` are planned, so the cluster never exceeds `members + 1`.
+/// Added are the spare slot (`members`), then removed founders' slots again (with a fresh
+/// disk, under a new id). A removal counts as a stop of its member to the end of the run (no
+/// other fault stops that slot again, re-added or not).
+fn membership_plan(rng: &mut SplitMix, o: &ScheduleOptions, stopped: &mut Vec<(usize, u64, u64)>) -> Vec<Event> {
+    let n = o.members;
+    let mut voters: Vec<usize> = (0..n).collect();
+    let mut learner: Option<usize> = None;
+    // Slots that may be added: the spare, then founders once removed.
+    let mut addable: Vec<usize> = vec![n];
+    let mut events = Vec::new();
+    let mut at_ms = rng.range(0, o.duration_ms / 3);
+    while at_ms < o.duration_ms {
+        let remove_wanted = voters.len() > VOTERS_MIN && (addable.is_empty() || rng.chance(2));
+        let fault = if let Some(member) = learner.take() {
+            voters.push(member);
+            Some(Fault::PromoteMember { member })
+        } else if voters.len() <= n && !addable.is_empty() && !remove_wanted {
+            let member = addable.remove(0);
+            learner = Some(member);
+            Some(Fault::AddMember { member })
+        } else if voters.len() > VOTERS_MIN {
+            let founders: Vec<usize> = voters.iter().copied().filter(|&v| v < n).collect();
+            let member = founders[rng.range(0, founders.len() as u64) as usize];
+            let event = Event { at_ms, fault: Fault::RemoveMember { member } };
+            if fits(stopped, n, &event) {
+                voters.retain(|&v| v != member);
+                addable.push(member);
+                Some(event.fault)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        if let Some(fault) = fault {
+            events.push(Event { at_ms, fault });
+        }
+        at_ms += rng.range(MEMBERSHIP_GAP_MS_MIN, MEMBERSHIP_GAP_MS_MAX);
+    }
+    events
 }
 
 /// The member a fault stops the process of, and from when until when it may be down: a
@@ -591,9 +670,51 @@ mod tests {
     }
 
     #[test]
+    fn membership_plans_stay_between_three_voters_and_one_member_more_than_founded() {
+        let mut kinds_seen = std::collections::BTreeSet::new();
+        for members in [3, 5] {
+            for seed in 0..200 {
+                let o = ScheduleOptions { members, kinds: vec![FaultKind::Membership], ..options(seed) };
+                let (schedule, _) = Schedule::generate(&o);
+                let (mut voters, mut learners): (Vec<usize>, Vec<usize>) = ((0..members).collect(), Vec::new());
+                for e in &schedule.events {
+                    kinds_seen.insert(
+                        e.to_string().split_whitespace().nth(2).and_then(|w| w.split('=').next()).map(String::from),
+                    );
+                    match e.fault {
+                        Fault::AddMember { member } => {
+                            assert!(!voters.contains(&member) && !learners.contains(&member), "seed {seed}: {e}");
+                            assert!(member == members || member < members, "seed {seed}: {e}");
+                            learners.push(member);
+                        }
+                        Fault::PromoteMember { member } => {
+                            assert!(learners.contains(&member), "seed {seed}: promotes a non-learner: {e}");
+                            learners.retain(|&l| l != member);
+                            voters.push(member);
+                        }
+                        Fault::RemoveMember { member } => {
+                            assert!(voters.contains(&member), "seed {seed}: removes a non-voter: {e}");
+                            voters.retain(|&v| v != member);
+                        }
+                        _ => unreachable!("only membership faults are on"),
+                    }
+                    assert!(voters.len() + learners.len() <= members + 1, "seed {seed}: too many members at {e}");
+                    assert!(voters.len() >= VOTERS_MIN, "seed {seed}: too few voters at {e}");
+                }
+            }
+        }
+        assert_eq!(kinds_seen.len(), 3, "add, promote and remove all come up");
+    }
+
+    #[test]
     fn bad_lines_are_refused_with_a_reason() {
         assert!("100ms crash member=m0 power-loss=true for=5ms".parse::<Event>().is_err());
         assert!("100ms nonsense".parse::<Event>().is_err());
+        assert!("100ms membership member=m2".parse::<Event>().is_err());
+        assert_eq!(
+            "100ms membership add=m6".parse::<Event>(),
+            Ok(Event { at_ms: 100, fault: Fault::AddMember { member: 5 } })
+        );
         assert!("xms crash".parse::<Event>().is_err());
         assert_eq!(
             "100ms corrupt member=m2".parse::<Event>(),

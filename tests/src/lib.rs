@@ -111,6 +111,17 @@ impl Member {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Whether the process was started and has exited by itself (reaped then).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Drop for Member {
@@ -145,20 +156,10 @@ impl Cluster {
         for (name, (client, peer)) in names.iter().zip(&ports) {
             let client_url = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
-            let data_dir = dir.0.join(format!("{name}.detcd"));
-            let args = vec![
-                format!("--name={name}"),
-                format!("--data-dir={}", data_dir.display()),
-                format!("--listen-client-urls={client_url}"),
-                format!("--advertise-client-urls={client_url}"),
-                format!("--listen-peer-urls={peer_url}"),
-                format!("--initial-advertise-peer-urls={peer_url}"),
-                format!("--initial-cluster={initial_cluster}"),
-                "--initial-cluster-state=new".into(),
-                "--log-level=info".into(),
-            ];
-            let mut args = args;
+            let mut args = member_args(name, &dir.0.join(format!("{name}.detcd")), &client_url, &peer_url);
+            args.extend([format!("--initial-cluster={initial_cluster}"), "--initial-cluster-state=new".into()]);
             args.extend(extra.iter().map(|a| a.to_string()));
+            let data_dir = dir.0.join(format!("{name}.detcd"));
             let log = dir.0.join(format!("{name}.log"));
             members.push(Member { name: name.clone(), client_url, peer_url, data_dir, args, child: None, log });
         }
@@ -168,6 +169,26 @@ impl Cluster {
         let cluster = Cluster { members, _dir: dir };
         cluster.wait_ready();
         cluster
+    }
+
+    /// A member that joins this cluster once started (`--initial-cluster-state existing`),
+    /// after `etcdctl member add`: `initial_cluster` as `member add` printed it
+    /// (ETCD_INITIAL_CLUSTER). `client_url` and `peer_url` as given to `member add`; `data_tag`
+    /// names its (fresh) data dir and log.
+    pub fn joiner(
+        &self,
+        name: &str,
+        client_url: &str,
+        peer_url: &str,
+        data_tag: &str,
+        initial_cluster: &str,
+    ) -> Member {
+        let data_dir = self._dir.0.join(format!("{data_tag}.detcd"));
+        let mut args = member_args(name, &data_dir, client_url, peer_url);
+        args.extend([format!("--initial-cluster={initial_cluster}"), "--initial-cluster-state=existing".into()]);
+        let log = self._dir.0.join(format!("{data_tag}.log"));
+        let (client_url, peer_url) = (client_url.to_string(), peer_url.to_string());
+        Member { name: name.to_string(), client_url, peer_url, data_dir, args, child: None, log }
     }
 
     pub fn endpoints(&self) -> String {
@@ -196,6 +217,19 @@ impl Cluster {
     pub fn logs(&self) -> String {
         self.members.iter().map(|m| format!("--- {} ---\n{}", m.name, m.log())).collect::<Vec<_>>().join("\n")
     }
+}
+
+/// The flags every member of a test cluster gets, but the initial cluster's.
+fn member_args(name: &str, data_dir: &Path, client_url: &str, peer_url: &str) -> Vec<String> {
+    vec![
+        format!("--name={name}"),
+        format!("--data-dir={}", data_dir.display()),
+        format!("--listen-client-urls={client_url}"),
+        format!("--advertise-client-urls={client_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        "--log-level=info".into(),
+    ]
 }
 
 /// Runs etcdctl (API v3) against `endpoints` with a 5 s command timeout.

@@ -212,6 +212,11 @@ impl Node {
 
     pub fn handle_request(&mut self, now: Instant, id: RequestId, request: Request) {
         self.advance_clock(now);
+        if self.removed {
+            // See `handle_message`: a removed member stops, and serves nothing meanwhile.
+            self.respond(id, Err(Error::Stopped));
+            return;
+        }
         if let Err(e) = self.accept(id, request) {
             self.respond(id, Err(e));
         }
@@ -220,6 +225,14 @@ impl Node {
 
     pub fn handle_message(&mut self, now: Instant, message: Message) {
         self.advance_clock(now);
+        if self.removed {
+            // Once a member applied its own removal, raft-rs has no progress for it, yet a
+            // removed leader stays leader (raft-rs leaves stepping down to the application):
+            // the next append response made it advance the commit index and unwrap its own,
+            // missing progress (sim seed 91, 5 members). etcd stops such a member; so do we,
+            // and until the driver has stopped, raft hears nothing more.
+            return;
+        }
         // Errors here are raft refusing a message (unknown peer, stale term); nothing to do.
         let _ = self.raw.step(message);
         self.after_raft();
@@ -230,6 +243,9 @@ impl Node {
     /// (raft-rs keeps a follower paused in snapshot state until it hears either.)
     pub fn handle_snapshot_status(&mut self, now: Instant, to: u64, delivered: bool) {
         self.advance_clock(now);
+        if self.removed {
+            return;
+        }
         let status = if delivered { ::raft::SnapshotStatus::Finish } else { ::raft::SnapshotStatus::Failure };
         self.raw.report_snapshot(to, status);
         self.after_raft();
@@ -255,6 +271,9 @@ impl Node {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance_clock(now);
+        if self.removed {
+            return;
+        }
         if now >= self.next_tick {
             self.raw.tick();
             self.after_raft();
@@ -311,6 +330,10 @@ impl Node {
 
     /// When `handle_timeout` has work: the next raft tick, request deadline or read retry.
     pub fn poll_timeout(&self) -> Instant {
+        if self.removed {
+            // A removed member waits for nothing (see `handle_message`): its driver stops.
+            return Instant::NEVER;
+        }
         let writes = self.writes.values().map(|w| w.deadline).min();
         let reads = self.reads.next_deadline(self.config.read_index_retry);
         let transfer = self.transfer.map(|(_, _, deadline)| deadline);
@@ -577,7 +600,10 @@ impl Node {
                 self.membership.check_add(&a.peer_ur_ls, a.is_learner, limits::MAX_LEARNERS_DEFAULT)?;
                 let member_id = loop {
                     let candidate = self.rng.gen::<u64>();
-                    if candidate != 0 && self.membership.get(candidate).is_none() {
+                    // A removed member's id is never given again: its old data dir (or its
+                    // peers' memory of it) must never pass for the new member.
+                    let taken = self.membership.get(candidate).is_some() || self.membership.is_removed(candidate);
+                    if candidate != 0 && !taken {
                         break candidate;
                     }
                 };

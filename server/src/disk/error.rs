@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 pub enum FileKind {
     Wal,
     Snapshot,
+    Identity,
 }
 
 /// Why the disk cannot be read or written.
@@ -55,6 +56,9 @@ impl fmt::Display for DiskError {
             }
             DiskError::Corrupt { kind: FileKind::Snapshot, path, offset, reason } => {
                 write!(f, "corrupt snapshot file {} at offset {offset}: {reason}", path.display())
+            }
+            DiskError::Corrupt { kind: FileKind::Identity, path, reason, .. } => {
+                write!(f, "corrupt identity file {}: {reason}", path.display())
             }
             DiskError::Inconsistent { path, reason } => write!(f, "inconsistent data in {}: {reason}", path.display()),
             DiskError::RecordTooLarge { bytes, bytes_max } => {

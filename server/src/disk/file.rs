@@ -10,6 +10,7 @@ use tracing::warn;
 
 use super::error::DiskError;
 use super::fs::{Fs, FsFile, StdFs};
+use super::identity::{self, Identity};
 use super::snap::{self, parse_snapshot_name, snapshot_name};
 use super::wal::{self, parse_segment_name, segment_name, Record, RecordRef};
 use super::Storage;
@@ -136,6 +137,10 @@ impl FileStorage {
         &self.layout.snap_dir
     }
 
+    fn identity_path(&self) -> PathBuf {
+        self.data_dir.join("member").join("identity")
+    }
+
     fn ensure_loaded(&mut self) -> Result<(), DiskError> {
         if self.wal.is_none() {
             self.load()?;
@@ -179,6 +184,28 @@ impl Storage for FileStorage {
 
     fn save_snapshot(&mut self, snapshot: &Snapshot, log_kept_from: u64) -> Result<(), DiskError> {
         self.write_with(|layout, wal| wal.save_snapshot(layout, snapshot, log_kept_from))
+    }
+
+    fn load_identity(&mut self) -> Result<Option<Identity>, DiskError> {
+        identity::read(&*self.layout.fs, &self.identity_path())
+    }
+
+    fn save_identity(&mut self, identity: &Identity) -> Result<(), DiskError> {
+        if self.failed {
+            return Err(DiskError::Failed);
+        }
+        let (path, layout) = (self.identity_path(), &self.layout);
+        let tmp = temp_path(&path);
+        let written = (|| {
+            let mut file = layout.fs.create(&tmp).map_err(|e| DiskError::io("create", &tmp, e))?;
+            file.write_all(&identity::encode(identity)).map_err(|e| DiskError::io("write", &tmp, e))?;
+            file.sync().map_err(|e| DiskError::io("fsync", &tmp, e))?;
+            layout.fs.rename(&tmp, &path).map_err(|e| DiskError::io("rename into place", &path, e))?;
+            sync_dir(layout, path.parent().expect("identity lives in member/"))
+        })();
+        // As for the WAL: after a failed write or sync nothing unsynced can be trusted.
+        self.failed |= written.is_err();
+        written
     }
 }
 

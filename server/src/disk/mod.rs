@@ -14,6 +14,7 @@
 //! ```text
 //! <data-dir>/member/wal/<seq:016x>-<first_index:016x>.wal    WAL segments, replayed in seq order
 //! <data-dir>/member/snap/<term:016x>-<index:016x>.snap       snapshot files, newest by index wins
+//! <data-dir>/member/identity                                 member id and cluster id (see identity.rs)
 //! ```
 //!
 //! `seq` numbers segments consecutively from 0; a gap means a segment went missing and recovery
@@ -71,6 +72,7 @@
 mod error;
 mod file;
 pub mod fs;
+mod identity;
 mod snap;
 mod wal;
 
@@ -80,6 +82,7 @@ mod tests;
 pub use error::{DiskError, FileKind};
 pub use file::FileStorage;
 pub use fs::{Fs, FsFile, StdFs};
+pub use identity::Identity;
 
 use detcd_engine::node::{Persist, Recovered};
 use detcd_engine::raft::Snapshot;
@@ -102,4 +105,10 @@ pub trait Storage: Send {
     /// The node's own snapshot: written atomically; afterwards WAL segments wholly before
     /// `log_kept_from` may go.
     fn save_snapshot(&mut self, snapshot: &Snapshot, log_kept_from: u64) -> Result<(), DiskError>;
+
+    /// The member's [`Identity`] as last saved; `None` for a data dir that never had one.
+    fn load_identity(&mut self) -> Result<Option<Identity>, DiskError>;
+
+    /// Saves the member's identity durably (synced) before it returns `Ok`.
+    fn save_identity(&mut self, identity: &Identity) -> Result<(), DiskError>;
 }

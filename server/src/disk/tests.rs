@@ -706,3 +706,32 @@ fn errors_name_the_file() {
         "corrupt WAL record in /data/member/wal/0000000000000001-0000000000000001.wal at offset 4096: CRC mismatch"
     );
 }
+
+#[test]
+fn the_identity_survives_a_restart_and_a_damaged_one_is_refused() {
+    let dir = TempDir::new("identity");
+    let identity = super::Identity { member_id: 0x1234, cluster_id: 0xabcd, founder: false };
+    {
+        let mut storage = FileStorage::open(dir.path()).unwrap();
+        assert_eq!(storage.load_identity().unwrap(), None, "a fresh data dir has no identity");
+        storage.save_identity(&identity).unwrap();
+    }
+    let mut storage = FileStorage::open(dir.path()).unwrap();
+    assert_eq!(storage.load_identity().unwrap(), Some(identity));
+    // Saving again replaces it (a founder's identity is saved on its first start only, but the
+    // file must stay whole if it ever is rewritten).
+    let founder = super::Identity { founder: true, ..identity };
+    storage.save_identity(&founder).unwrap();
+    assert_eq!(storage.load_identity().unwrap(), Some(founder));
+
+    let path = dir.path().join("member").join("identity");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[9] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    match FileStorage::open(dir.path()).unwrap().load_identity() {
+        Err(DiskError::Corrupt { kind: FileKind::Identity, path: p, .. }) => assert_eq!(p, path),
+        other => panic!("a flipped bit in the identity file must be refused, got {other:?}"),
+    }
+    fs::write(&path, &bytes[..10]).unwrap();
+    assert!(FileStorage::open(dir.path()).unwrap().load_identity().is_err(), "a short identity file is refused");
+}
