@@ -275,12 +275,19 @@ impl Lessor {
         self.primary
     }
 
+    /// Whether `id` is a lease this primary has let expire (its revoke under way).
+    pub fn is_expired(&self, id: i64, now: Instant) -> bool {
+        self.primary && self.leases.get(&id).is_some_and(|lease| lease.timers().expiry <= now)
+    }
+
     /// A keepalive: the lease expires `ttl` from `now` again; returns the TTL for the response.
     /// Errors: not primary → [`Error::NotLeader`] (the server forwards keepalives to the
     /// leader); unknown → [`Error::LeaseNotFound`]; already expired →
     /// [`Error::LeaseNotFound`] too: its revoke is under way and a renew must not resurrect it.
     /// (etcd waits for that revoke and then answers not-found, or not-primary if it was demoted
-    /// first; a sans-IO core cannot wait, and not-found is the answer it nearly always gets.)
+    /// first; the node does the same, asking [`Lessor::is_expired`] first: answering not-found
+    /// before the revoke is applied is not linearizable, as the keys are still there and the
+    /// revoke may never commit.)
     ///
     /// If the lease has a checkpointed remaining TTL, that value is now stale: as etcd 3.6 does,
     /// a checkpoint clearing it (remaining 0 = full TTL) becomes due at once, see
