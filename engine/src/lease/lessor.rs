@@ -47,6 +47,10 @@ pub struct Lessor {
     expiries: Schedule,
     /// Primary only: leases with a checkpoint scheduled, by `Timers::checkpoint_at`.
     checkpoints: Schedule,
+    /// Canary `lease-no-extension` only: when this member applied each lease's grant, by its
+    /// own clock — the only expiry a follower could compute (keepalives are not replicated).
+    #[cfg(feature = "canary")]
+    granted_at: BTreeMap<i64, Instant>,
 }
 
 fn checkpoint_interval() -> Duration {
@@ -79,6 +83,8 @@ impl Lessor {
             primary: false,
             expiries: Schedule::default(),
             checkpoints: Schedule::default(),
+            #[cfg(feature = "canary")]
+            granted_at: BTreeMap::new(),
         }
     }
 
@@ -106,6 +112,8 @@ impl Lessor {
             return Err(Error::LeaseExists);
         }
         self.leases.insert(id, Lease::new(ttl_s, 0));
+        #[cfg(feature = "canary")]
+        self.granted_at.insert(id, now);
         if self.primary {
             self.start_timers(id, now, Duration::ZERO);
         }
@@ -121,6 +129,8 @@ impl Lessor {
     /// the txn op limit does not apply to it.
     pub fn revoke(&mut self, id: i64) -> Result<Vec<Bytes>, Error> {
         let lease = self.leases.remove(&id).ok_or(Error::LeaseNotFound)?;
+        #[cfg(feature = "canary")]
+        self.granted_at.remove(&id);
         if let Some(timers) = &lease.timers {
             self.expiries.remove(timers.expiry_queued_at, id);
             if let Some(at) = timers.checkpoint_at {
@@ -220,6 +230,17 @@ impl Lessor {
         let ids: Vec<i64> = self.leases.keys().copied().collect();
         for id in ids {
             self.start_timers(id, now, extend);
+        }
+        // The canary: the new leader does not refresh its leases — each expires one TTL after
+        // this member applied its grant, however long clients kept it alive at the old leader:
+        // the leases of a long-lived client expire en masse at the election. etcd PR #4778
+        // ("refresh the lease TTL correctly when a leader is elected").
+        #[cfg(feature = "canary")]
+        if crate::canary::on(crate::canary::Canary::LeaseNoExtension) {
+            for (id, granted_at) in self.granted_at.clone() {
+                let ttl_s = self.leases[&id].ttl_s;
+                self.set_expiry(id, granted_at + seconds(ttl_s));
+            }
         }
         self.spread_expiries(now);
         assert_eq!(self.expiries.len(), self.leases.len());

@@ -1015,12 +1015,6 @@ impl Node {
             let applied_term = self.raw.store().term_of(self.applied_index);
             if applied_term == Some(self.term()) {
                 let election_timeout = self.config.heartbeat_interval * self.config.election_ticks as u32;
-                #[cfg(feature = "canary")]
-                let election_timeout = if crate::canary::on(crate::canary::Canary::LeaseNoExtension) {
-                    Duration::ZERO
-                } else {
-                    election_timeout
-                };
                 self.lessor.promote(self.now, election_timeout);
                 self.lease_check_at = self.now;
             }
