@@ -37,9 +37,10 @@ pub enum Canary {
     /// the compaction instead of being canceled with `compact_revision`: the compacted events
     /// are lost without the client knowing. etcd #18089-class (events lost at compaction).
     WatchDropCompacted = 5,
-    /// A new leader starts its lease clocks without the election-timeout extension, so a
-    /// keepalive the deposed leader accepted just before is forgotten and the lease expires
-    /// early. etcd PR #4778 ("refresh the lease TTL correctly when a leader is elected").
+    /// A new leader does not refresh its leases (no restart of their clocks, no election-timeout
+    /// extension): each expires one TTL after the member applied its grant, so every lease a
+    /// client kept alive at the old leader for longer than its TTL expires at the election, en
+    /// masse. etcd PR #4778 ("refresh the lease TTL correctly when a leader is elected").
     LeaseNoExtension = 6,
     /// The disk acknowledges a persist without syncing it: a crash loses writes the cluster
     /// acknowledged. etcd #10508-class (entries applied/acknowledged before they are durable).

@@ -94,6 +94,9 @@ pub const LEASE_EXPIRED_BATCH_MAX: usize = LEASE_REVOKE_RATE_PER_S / 2;
 /// case its revoke proposal was lost (etcd's lessor default `defaultExpiredleaseRetryInterval`;
 /// etcdserver itself passes its request timeout, 5 s + 2 x election timeout).
 pub const LEASE_EXPIRED_RETRY_INTERVAL_MS: u64 = 3_000;
+/// Keepalives of expired leases waiting for the revoke (see `Node::expired_renewals`); beyond
+/// it a keepalive of an expired lease is refused with "too many requests" (retried by clients).
+pub const LEASE_EXPIRED_RENEWALS_WAITING_MAX: usize = 10_000;
 // ---- watch ----
 
 /// Responses one watch stream queues for its client before its watchers stop taking events

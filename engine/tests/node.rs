@@ -476,3 +476,30 @@ fn a_leader_that_removes_itself_stops_and_the_others_go_on() {
     ok_put(&mut c, new_leader, "after", "2");
     assert_eq!(read(&mut c, new_leader, "before").as_deref(), Some("1"));
 }
+
+/// etcd's lessor, asked to renew a lease it let expire, waits for that lease's revoke. A leader
+/// cut off from the others cannot commit the revoke: it must not answer "not found" meanwhile
+/// (the lease and its keys live on at the majority), only "not leader" once it steps down.
+#[test]
+fn a_keepalive_of_an_expired_lease_waits_for_its_revoke() {
+    let mut c = Cluster::new(3, 5);
+    let leader = c.wait_for_leader();
+    let answer = c.call(leader, Request::LeaseGrant(LeaseGrantRequest { ttl: 2, id: 0 }));
+    let Some(Ok(Response::LeaseGrant(grant))) = answer else { panic!("grant failed: {answer:?}") };
+    let put = PutRequest { key: Bytes::from("owned"), value: Bytes::from("v"), lease: grant.id, ..Default::default() };
+    assert!(matches!(c.call(leader, Request::Put(put)), Some(Ok(_))));
+    // Cut off shortly before the lease runs out; it expires at the old leader, which stays
+    // leader (by its own reckoning) for about an election timeout more.
+    c.run_for(Duration::from_millis(1_800));
+    c.isolate(leader);
+    c.run_for(Duration::from_millis(500));
+    assert!(c.node(leader).unwrap().lessor().is_expired(grant.id, c.now()), "expired at the old leader");
+    let keepalive = c.request(leader, Request::LeaseKeepAlive(LeaseKeepAliveRequest { id: grant.id }));
+    match c.wait(leader, keepalive, Duration::from_secs(5)) {
+        Some(Err(Error::NotLeader)) => {}
+        other => panic!("the old leader answered {other:?} for a lease whose revoke cannot commit"),
+    }
+    // The majority never revoked it: the key is still there.
+    let others = others(&c, leader);
+    assert_eq!(read(&mut c, others[0], "owned").as_deref(), Some("v"));
+}

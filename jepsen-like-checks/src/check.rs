@@ -23,7 +23,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{KeyValue, Operation, Outcome, Request, Response, TxnOp, TxnOpResponse};
 use crate::linearizability::{self, CheckOptions, CheckResult, Op};
@@ -88,6 +88,9 @@ pub struct HistoryCheck {
     /// Indeterminate lease grants whose id the server was to pick, left out (see
     /// `lease_expiries`).
     pub unknown_grants_dropped: usize,
+    /// Indeterminate keepalives, and indeterminate grants of leases nothing names, left out (see
+    /// `is_unused_indeterminate_lease_op`).
+    pub unused_lease_ops_dropped: usize,
     /// Lease expiries added to the search (one per lease grant not failed); their operation ids
     /// follow the history's: `ops_total + k` is the expiry of the k-th grant (see
     /// [`HistoryCheck::describe_id`]).
@@ -123,6 +126,7 @@ pub fn check_history(ops: &[Operation], model: ModelKind, options: &CheckOptions
         ModelKind::Etcd => {
             let model = EtcdModel {
                 lease_clock_slack_ns: options.lease_clock_slack_ms.saturating_mul(1_000_000),
+                indeterminate_revoke_calls: std::rc::Rc::new(indeterminate_revoke_calls(ops)),
                 ..etcd_model_for(ops)
             };
             check_with(&model, ops, options)
@@ -153,7 +157,9 @@ pub fn check_with<M: HistoryModel>(
     let mut watch_lines_skipped = 0;
     let mut indeterminate_pinned = 0;
     let mut unknown_grants_dropped = 0;
+    let mut unused_lease_ops_dropped = 0;
     let pins = observed_by(ops);
+    let referenced = referenced_leases(ops);
     let mut searched = Vec::with_capacity(ops.len());
     for (id, op) in ops.iter().enumerate() {
         // A history built in code has not been through the reader: validate here too, since
@@ -171,6 +177,10 @@ pub fn check_with<M: HistoryModel>(
         if is_unknown_grant(op) {
             // Checked in `lease_expiries`: nobody can use the lease it may have made.
             unknown_grants_dropped += 1;
+            continue;
+        }
+        if is_unused_indeterminate_lease_op(op, &referenced) {
+            unused_lease_ops_dropped += 1;
             continue;
         }
         let return_ns = match op.outcome {
@@ -192,7 +202,8 @@ pub fn check_with<M: HistoryModel>(
             output: op.output.clone(),
         });
     }
-    let lease_expiries = lease_expiries(ops)?;
+    let lease_expiries = lease_expiries(ops, &referenced)?;
+    let slack_ns = options.lease_clock_slack_ms.saturating_mul(1_000_000);
     for e in &lease_expiries {
         let expiry = Request::LeaseExpire { id: e.lease };
         model.supports(&expiry).map_err(|why| CheckError { id: e.grant, message: why })?;
@@ -200,7 +211,9 @@ pub fn check_with<M: HistoryModel>(
         searched.push(Op {
             id: e.id,
             client: grant.client,
-            call_ns: e.earliest_ns,
+            // The model allows the expiry from its TTL after the renewal less the clock slack;
+            // as a candidate it must come no later.
+            call_ns: e.earliest_ns.saturating_sub(slack_ns),
             return_ns: None,
             input: expiry,
             output: None,
@@ -214,8 +227,70 @@ pub fn check_with<M: HistoryModel>(
         watch_lines_skipped,
         indeterminate_pinned,
         unknown_grants_dropped,
+        unused_lease_ops_dropped,
         lease_expiries,
     })
+}
+
+/// Lease ids that some request or `ok` answer names other than a grant's own request: a put or a
+/// txn put attaching a key to it, a keepalive or a revoke of it, a key-value showing it.
+fn referenced_leases(ops: &[Operation]) -> BTreeSet<i64> {
+    let mut used = BTreeSet::new();
+    for op in ops {
+        match &op.op {
+            Request::LeaseRevoke { id } | Request::LeaseKeepalive { id } => {
+                used.insert(*id);
+            }
+            Request::Put(p) => {
+                used.insert(p.lease);
+            }
+            Request::Txn(t) => used.extend(t.success.iter().chain(&t.failure).filter_map(|o| match o {
+                TxnOp::Put(p) => Some(p.lease),
+                _ => None,
+            })),
+            _ => {}
+        }
+        if let Some(output) = &op.output {
+            used.extend(shown(output).iter().map(|kv| kv.lease));
+        }
+    }
+    used.remove(&0);
+    used
+}
+
+/// Indeterminate lease requests left out of the search because no linearization needs them
+/// (leaving out an optional step only ever removes linearizations, so this is sound; the
+/// argument that it removes none that matters, completeness, is per kind):
+///
+/// - a keepalive (its answer unknown): at most it renews a live lease, i.e. moves the earliest
+///   instant the lease may expire later; without it every expiry allowed with it is still
+///   allowed, and no answer depends on a renewal otherwise (keepalive answers are checked only
+///   for "found or not", and renewing never revives a lease);
+/// - a grant (with the id the client picked) of a lease nothing else names ([`referenced_leases`]):
+///   no key can carry it and no request finds it or not, so whether it exists is invisible.
+///
+/// Each such step, left in, doubles the states the search may visit for as long as it is
+/// pending: to the end of the history, since it has no return.
+fn is_unused_indeterminate_lease_op(op: &Operation, referenced: &BTreeSet<i64>) -> bool {
+    op.outcome == Outcome::Indeterminate
+        && match op.op {
+            Request::LeaseKeepalive { .. } => true,
+            Request::LeaseGrant { id, .. } => id != 0 && !referenced.contains(&id),
+            _ => false,
+        }
+}
+
+/// For each lease, the earliest call of an indeterminate revoke of it
+/// ([`EtcdModel::indeterminate_revoke_calls`]).
+fn indeterminate_revoke_calls(ops: &[Operation]) -> BTreeMap<i64, u64> {
+    let mut calls: BTreeMap<i64, u64> = BTreeMap::new();
+    for op in ops.iter().filter(|op| op.outcome == Outcome::Indeterminate) {
+        if let Request::LeaseRevoke { id } = op.op {
+            let call = calls.entry(id).or_insert(op.call_ns);
+            *call = (*call).min(op.call_ns);
+        }
+    }
+    calls
 }
 
 /// An indeterminate grant whose id the server was to pick: which lease it made (if any) is
@@ -225,9 +300,9 @@ fn is_unknown_grant(op: &Operation) -> bool {
 }
 
 /// The lease ids the history uses (in requests or answers) that no grant with a known id made.
-fn orphan_leases(ops: &[Operation]) -> std::collections::BTreeSet<i64> {
-    let mut granted = std::collections::BTreeSet::new();
-    let mut used = std::collections::BTreeSet::new();
+fn orphan_leases(ops: &[Operation]) -> BTreeSet<i64> {
+    let mut granted = BTreeSet::new();
+    let mut used = BTreeSet::new();
     for op in ops.iter().filter(|op| op.outcome != Outcome::Failed) {
         match (&op.op, &op.output) {
             (Request::LeaseGrant { id, .. }, output) => {
@@ -263,11 +338,15 @@ fn orphan_leases(ops: &[Operation]) -> std::collections::BTreeSet<i64> {
 /// id of, so nobody can attach a key to it or find it, and granting changes no revision — unless
 /// the history uses a lease id that no known grant made, which could be that one: then the
 /// history is refused.
-fn lease_expiries(ops: &[Operation]) -> Result<Vec<LeaseExpiry>, CheckError> {
+fn lease_expiries(ops: &[Operation], referenced: &BTreeSet<i64>) -> Result<Vec<LeaseExpiry>, CheckError> {
     let mut expiries = Vec::new();
-    let mut orphans: Option<std::collections::BTreeSet<i64>> = None;
+    let mut orphans: Option<BTreeSet<i64>> = None;
     for (grant, op) in ops.iter().enumerate() {
         let Request::LeaseGrant { ttl_s, id } = op.op else { continue };
+        if is_unused_indeterminate_lease_op(op, referenced) {
+            // Left out of the search, and with it its expiry.
+            continue;
+        }
         if is_unknown_grant(op) {
             let orphans = orphans.get_or_insert_with(|| orphan_leases(ops));
             if let Some(lease) = orphans.first() {

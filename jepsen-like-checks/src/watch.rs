@@ -577,7 +577,11 @@ fn check_prev_kv(
     let key = &e.kv.key;
     let what = describe_event(rev, key, e.kind);
     let Some(prev) = &e.prev_kv else {
-        if request.prev_kv {
+        // A put that created the key (version 1, created at its own revision) had no previous
+        // version to show: the key was deleted in between, maybe by a lease's expiry, which no
+        // history line records (and a `no_delete` filter hides).
+        let created_here = e.kind == EventType::Put && e.kv.version == 1 && e.kv.create_revision == rev;
+        if request.prev_kv && !created_here {
             if let Some((prev_rev, _)) = last_put_by_key.get(key) {
                 let between =
                     truth.range((prev_rev + 1, Bytes::default())..(rev, Bytes::default())).any(|((_, k), _)| k == key);

@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use detcd_checks::history::{Bytes, KeyValue, Operation, Outcome, PutRequest, RangeRequest, Request, Response};
-use detcd_checks::ModelKind;
+use detcd_checks::linearizability::{CheckOptions, Verdict};
+use detcd_checks::{check_history, ModelKind};
 
 const S: u64 = 1_000_000_000;
 const ETCD: ModelKind = ModelKind::Etcd;
@@ -160,4 +161,135 @@ fn a_read_below_the_compacted_revision_must_fail() {
     // A compaction of a future revision, or twice the same, cannot succeed.
     assert_violation(&[put(1, 0, 10, "a", "1", 2), compact(40, 5, 2)], ETCD);
     assert_violation(&[put(1, 0, 10, "a", "1", 2), compact(40, 2, 2), compact(60, 2, 2)], ETCD);
+}
+
+// ---- Removing a lease without keys happens where a keepalive observes it ---------------------
+
+fn unleased_put(call_ns: u64, key: &str, value: &str, revision: i64) -> Operation {
+    leased_put(call_ns, key, value, 0, revision)
+}
+
+#[test]
+fn a_lease_whose_keys_moved_away_expires_only_after_its_ttl() {
+    // Key "a" was attached to lease 7, then overwritten without a lease: 7 holds no keys.
+    let base = vec![grant(0, 7, 1, 1), leased_put(100, "a", "1", 7, 2), unleased_put(200, "a", "2", 3)];
+    let mut after_ttl = base.clone();
+    after_ttl.push(keepalive(3 * S, 7, 0));
+    assert_linearizable(&after_ttl, ETCD);
+    let mut before_ttl = base.clone();
+    before_ttl.push(keepalive(S / 2, 7, 0));
+    assert_violation(&before_ttl, ETCD);
+    // The key it no longer carries survives the expiry, at its own revision.
+    after_ttl.push(get(2, 4 * S, 4 * S + 10, "a", 3, Some(kv("a", "2", 2, 3, 2))));
+    assert_linearizable(&after_ttl, ETCD);
+}
+
+#[test]
+fn a_lease_seen_gone_while_it_held_keys_took_them_along() {
+    let base = vec![grant(0, 7, 1, 1), leased_put(100, "a", "1", 7, 2), keepalive(3 * S, 7, 0)];
+    let mut gone = base.clone();
+    gone.push(get(2, 4 * S, 4 * S + 10, "a", 3, None));
+    assert_linearizable(&gone, ETCD);
+    // The lease is gone but its key is still there, at the old revision: impossible.
+    let mut kept = base.clone();
+    kept.push(get(2, 4 * S, 4 * S + 10, "a", 2, Some(leased_kv("a", "1", 2, 7))));
+    assert_violation(&kept, ETCD);
+}
+
+#[test]
+fn a_timed_out_revoke_may_explain_a_lease_found_gone_but_only_after_it_was_sent() {
+    let revoke_timed_out = indeterminate(revoke(S, 7, 1));
+    let fine = vec![grant(0, 7, 60, 1), revoke_timed_out.clone(), keepalive(2 * S, 7, 0)];
+    assert_linearizable(&fine, ETCD);
+    let before = vec![grant(0, 7, 60, 1), keepalive(S / 2, 7, 0), revoke_timed_out.clone()];
+    assert_violation(&before, ETCD);
+    // A lease used after the timed-out revoke was still alive then: the revoke, if it happened,
+    // came later, and a later keepalive may find the lease gone.
+    let used = vec![
+        grant(0, 7, 60, 1),
+        revoke_timed_out,
+        leased_put(2 * S, "a", "1", 7, 2),
+        keepalive(3 * S, 7, 0),
+        get(2, 4 * S, 4 * S + 10, "a", 3, None),
+    ];
+    assert_linearizable(&used, ETCD);
+}
+
+#[test]
+fn a_timed_out_keepalive_need_not_have_renewed_the_lease() {
+    let renewed_maybe = indeterminate(keepalive(S * 8 / 10, 7, 1));
+    // Had it renewed the lease at 0.8 s, a TTL 0 at 1.5 s would be early; it may not have.
+    assert_linearizable(&[grant(0, 7, 1, 1), renewed_maybe.clone(), keepalive(S * 15 / 10, 7, 0)], ETCD);
+    // An answered one did renew it.
+    assert_violation(&[grant(0, 7, 1, 1), keepalive(S * 8 / 10, 7, 1), keepalive(S * 15 / 10, 7, 0)], ETCD);
+}
+
+#[test]
+fn clock_slack_lets_a_lease_that_was_never_renewed_expire_early_by_that_much() {
+    let h =
+        vec![grant(0, 7, 2, 1), leased_put(100, "a", "1", 7, 2), get(2, S * 15 / 10, S * 15 / 10 + 10, "a", 3, None)];
+    assert_violation(&h, ETCD);
+    let slack = CheckOptions { budget_ms: 30_000, lease_clock_slack_ms: 1_000, ..CheckOptions::default() };
+    let checked = check_history(&h, ETCD, &slack).expect("checkable");
+    assert_eq!(checked.result.verdict, Verdict::Linearizable);
+}
+
+/// Three clients granting leases and keeping them alive, a third of the grants and half of the
+/// keepalives timed out, leases expiring all along, one client writing: the shape of a faulty
+/// run's history that used to exhaust the search (each timed-out grant or keepalive and each
+/// expiry of a lease without keys was a choice left open to the end of the history, so a
+/// violation at the end was searched for in every combination of them). Ends with a keepalive
+/// that finds a lease of 60 s gone after a tenth of a second if `early_expiry`.
+fn busy_lease_history(rounds: u64, early_expiry: bool) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    let lease_of = |client: u64, round: u64| ((client as i64 + 1) << 32) | round as i64;
+    for round in 0..rounds {
+        let at = round * S / 4;
+        for client in 0..3u64 {
+            let t = at + client * 1_000;
+            let mut g = grant(t, lease_of(client, round), 1, 1 + round as i64);
+            g.client = client;
+            if round % 3 == 1 {
+                // Timed out, and never used again: the client does not know it exists.
+                ops.push(indeterminate(g));
+                continue;
+            }
+            ops.push(g);
+            let mut k = keepalive(t + 100_000, lease_of(client, round), 1);
+            k.client = client;
+            ops.push(if round % 2 == 0 { indeterminate(k) } else { k });
+        }
+        let mut p = unleased_put(at + 200_000, &format!("k{round}"), "v", 2 + round as i64);
+        p.client = 0;
+        ops.push(p);
+        if round >= 8 && (round - 8) % 3 != 1 {
+            // Two seconds after a lease of 1 s was granted and renewed: it may be gone.
+            let mut k = keepalive(at + 300_000, lease_of(2, round - 8), 0);
+            k.client = 2;
+            ops.push(k);
+        }
+    }
+    let end = rounds * S / 4;
+    let last = lease_of(1, rounds);
+    let mut g = grant(end, last, 60, 1 + rounds as i64);
+    g.client = 1;
+    let mut k = keepalive(end + S / 10, last, if early_expiry { 0 } else { 60 });
+    k.client = 1;
+    ops.extend([g, k]);
+    ops
+}
+
+#[test]
+fn a_busy_lease_history_with_timeouts_checks_quickly_either_way() {
+    for early_expiry in [false, true] {
+        let h = busy_lease_history(40, early_expiry);
+        let checked =
+            check_history(&h, ETCD, &CheckOptions { budget_ms: 30_000, ..CheckOptions::default() }).expect("checkable");
+        assert_eq!(checked.result.verdict.is_linearizable(), !early_expiry, "{:?}", checked.result.verdict);
+        assert!(
+            checked.result.stats.steps < 100_000,
+            "{} steps: the optional lease steps multiply the search again",
+            checked.result.stats.steps
+        );
+    }
 }

@@ -324,3 +324,33 @@ fn answers_to_progress_requests_are_bookmarks_only_when_asked() {
     let strict = check_watches_with(&h, &WatchOptions { ordered_progress_requests: true });
     assert!(strict.violations.iter().any(|v| v.guarantee == Guarantee::Bookmarkable), "{strict:#?}");
 }
+
+/// A key written with a lease, deleted by the lease's expiry (no history line records it) and
+/// written again: a watcher that filters deletes sees two puts, the second without prev_kv —
+/// right, since the key was created anew (version 1) — but only then.
+#[test]
+fn a_key_recreated_after_an_unrecorded_delete_has_no_prev_kv() {
+    let leased = |value: &str, revision: i64| Operation {
+        client: 1,
+        call_ns: 100 * revision as u64,
+        return_ns: 100 * revision as u64 + 10,
+        op: Request::Put(PutRequest { key: "k".into(), value: value.into(), lease: 7, prev_kv: false }),
+        outcome: Outcome::Ok,
+        output: Some(Response::Put { header_revision: revision, prev_kv: None }),
+        error: None,
+    };
+    let first = KeyValue { lease: 7, ..kv("k", "1", 2, 2, 1) };
+    let again = |version: i64, create: i64| KeyValue { lease: 7, ..kv("k", "2", create, 4, version) };
+    let lines = |second: KeyValue| {
+        vec![
+            leased("1", 2),
+            leased("2", 4),
+            watch(1, "k", "", 0, true, vec![WatchFilter::NoDelete]),
+            response(1, 250, 2, vec![put_ev(first.clone())]),
+            response(1, 450, 4, vec![put_ev(second)]),
+        ]
+    };
+    assert!(check_watches(&lines(again(1, 4))).passed());
+    // Not created anew (version 2): it had a previous version, which prev_kv must show.
+    assert_breaks(&lines(again(2, 2)), Guarantee::PrevKv);
+}

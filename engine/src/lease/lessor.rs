@@ -47,6 +47,10 @@ pub struct Lessor {
     expiries: Schedule,
     /// Primary only: leases with a checkpoint scheduled, by `Timers::checkpoint_at`.
     checkpoints: Schedule,
+    /// Canary `lease-no-extension` only: when this member applied each lease's grant, by its
+    /// own clock — the only expiry a follower could compute (keepalives are not replicated).
+    #[cfg(feature = "canary")]
+    granted_at: BTreeMap<i64, Instant>,
 }
 
 fn checkpoint_interval() -> Duration {
@@ -79,6 +83,8 @@ impl Lessor {
             primary: false,
             expiries: Schedule::default(),
             checkpoints: Schedule::default(),
+            #[cfg(feature = "canary")]
+            granted_at: BTreeMap::new(),
         }
     }
 
@@ -106,6 +112,8 @@ impl Lessor {
             return Err(Error::LeaseExists);
         }
         self.leases.insert(id, Lease::new(ttl_s, 0));
+        #[cfg(feature = "canary")]
+        self.granted_at.insert(id, now);
         if self.primary {
             self.start_timers(id, now, Duration::ZERO);
         }
@@ -121,6 +129,8 @@ impl Lessor {
     /// the txn op limit does not apply to it.
     pub fn revoke(&mut self, id: i64) -> Result<Vec<Bytes>, Error> {
         let lease = self.leases.remove(&id).ok_or(Error::LeaseNotFound)?;
+        #[cfg(feature = "canary")]
+        self.granted_at.remove(&id);
         if let Some(timers) = &lease.timers {
             self.expiries.remove(timers.expiry_queued_at, id);
             if let Some(at) = timers.checkpoint_at {
@@ -221,6 +231,17 @@ impl Lessor {
         for id in ids {
             self.start_timers(id, now, extend);
         }
+        // The canary: the new leader does not refresh its leases — each expires one TTL after
+        // this member applied its grant, however long clients kept it alive at the old leader:
+        // the leases of a long-lived client expire en masse at the election. etcd PR #4778
+        // ("refresh the lease TTL correctly when a leader is elected").
+        #[cfg(feature = "canary")]
+        if crate::canary::on(crate::canary::Canary::LeaseNoExtension) {
+            for (id, granted_at) in self.granted_at.clone() {
+                let ttl_s = self.leases[&id].ttl_s;
+                self.set_expiry(id, granted_at + seconds(ttl_s));
+            }
+        }
         self.spread_expiries(now);
         assert_eq!(self.expiries.len(), self.leases.len());
     }
@@ -275,12 +296,19 @@ impl Lessor {
         self.primary
     }
 
+    /// Whether `id` is a lease this primary has let expire (its revoke under way).
+    pub fn is_expired(&self, id: i64, now: Instant) -> bool {
+        self.primary && self.leases.get(&id).is_some_and(|lease| lease.timers().expiry <= now)
+    }
+
     /// A keepalive: the lease expires `ttl` from `now` again; returns the TTL for the response.
     /// Errors: not primary → [`Error::NotLeader`] (the server forwards keepalives to the
     /// leader); unknown → [`Error::LeaseNotFound`]; already expired →
     /// [`Error::LeaseNotFound`] too: its revoke is under way and a renew must not resurrect it.
     /// (etcd waits for that revoke and then answers not-found, or not-primary if it was demoted
-    /// first; a sans-IO core cannot wait, and not-found is the answer it nearly always gets.)
+    /// first; the node does the same, asking [`Lessor::is_expired`] first: answering not-found
+    /// before the revoke is applied is not linearizable, as the keys are still there and the
+    /// revoke may never commit.)
     ///
     /// If the lease has a checkpointed remaining TTL, that value is now stale: as etcd 3.6 does,
     /// a checkpoint clearing it (remaining 0 = full TTL) becomes due at once, see

@@ -131,6 +131,12 @@ pub struct Node {
     watches: WatchHub,
     /// When the primary lessor is next asked for expired leases and due checkpoints.
     lease_check_at: Instant,
+    /// Keepalives of leases that expired here and whose revoke is not applied yet: answered
+    /// "not found" once it is, "not leader" if this member stops being the primary first (as
+    /// etcd's lessor does: it waits for the revoke). Answering "not found" at once would be
+    /// wrong: the revoke may never commit (a deposed leader's), and the lease's keys stay
+    /// visible until it does. At most [`limits::LEASE_EXPIRED_RENEWALS_WAITING_MAX`] in all.
+    expired_renewals: BTreeMap<i64, Vec<RequestId>>,
 }
 
 impl Node {
@@ -191,6 +197,7 @@ impl Node {
             outputs: VecDeque::new(),
             persist: None,
             writes: BTreeMap::new(),
+            expired_renewals: BTreeMap::new(),
             reads: Reads::default(),
             proposal_id_base,
             proposal_seq: 0,
@@ -565,6 +572,15 @@ impl Node {
                 if !self.lessor.is_primary() {
                     return Err(Error::NotLeader);
                 }
+                if self.lessor.is_expired(k.id, self.now) {
+                    let waiting: usize = self.expired_renewals.values().map(Vec::len).sum();
+                    if waiting >= limits::LEASE_EXPIRED_RENEWALS_WAITING_MAX {
+                        // The client retries; nothing was renewed.
+                        return Err(Error::TooManyRequests);
+                    }
+                    self.expired_renewals.entry(k.id).or_default().push(id);
+                    return Ok(());
+                }
                 let ttl = self.lessor.renew(k.id, self.now)?;
                 let response = LeaseKeepAliveResponse { header: None, id: k.id, ttl };
                 self.respond(id, Ok(Response::LeaseKeepAlive(response)));
@@ -797,6 +813,7 @@ impl Node {
         }
         if self.lessor.is_primary() && !self.is_leader() {
             self.lessor.demote();
+            self.fail_expired_renewals();
         }
         if self.raw.store().take_fresh_snapshot_wanted() && self.applied_index > self.snapshot_index {
             self.take_snapshot();
@@ -984,6 +1001,11 @@ impl Node {
                 }))
             }
             Some(R::LeaseRevoke(r)) => {
+                // Revoked now, or already gone: either way the keepalives that found it expired
+                // get their answer.
+                for waiting in self.expired_renewals.remove(&r.id).unwrap_or_default() {
+                    self.respond(waiting, Err(Error::LeaseNotFound));
+                }
                 let keys = self.lessor.revoke(r.id)?;
                 let applied = self.store.delete_keys(&keys);
                 self.after_write(&applied.events);
@@ -1019,12 +1041,6 @@ impl Node {
             let applied_term = self.raw.store().term_of(self.applied_index);
             if applied_term == Some(self.term()) {
                 let election_timeout = self.config.heartbeat_interval * self.config.election_ticks as u32;
-                #[cfg(feature = "canary")]
-                let election_timeout = if crate::canary::on(crate::canary::Canary::LeaseNoExtension) {
-                    Duration::ZERO
-                } else {
-                    election_timeout
-                };
                 self.lessor.promote(self.now, election_timeout);
                 self.lease_check_at = self.now;
             }
@@ -1034,6 +1050,14 @@ impl Node {
         }
         if self.applied_index >= self.snapshot_index + self.config.snapshot_count {
             self.take_snapshot();
+        }
+    }
+
+    /// This member's lessor is no longer the primary: the keepalives waiting for the revoke of
+    /// an expired lease get "not leader" (the client retries at the new leader), as in etcd.
+    fn fail_expired_renewals(&mut self) {
+        for waiting in std::mem::take(&mut self.expired_renewals).into_values().flatten() {
+            self.respond(waiting, Err(Error::NotLeader));
         }
     }
 
@@ -1073,6 +1097,8 @@ impl Node {
         assert!(index >= self.applied_index, "snapshot {index} behind applied {}", self.applied_index);
         (self.store, self.membership, self.lessor) = decode_image(&snapshot.data, self.lessor.min_ttl_s())
             .unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
+        // The restored lessor is not the primary: no revoke will be seen here for them.
+        self.fail_expired_renewals();
         self.watches.restored(&self.store);
         self.applied_index = index;
         self.snapshot_index = index;

@@ -70,6 +70,41 @@ use crate::linearizability::Model;
 /// indeterminate cannot be followed (the id is unknown) and are refused by
 /// [`HistoryModel::supports`]'s caller.
 ///
+/// ## Removing a lease that holds no keys: only where it is observed
+///
+/// Optional steps that the search may place anywhere after their call multiply its work: each
+/// one pending is a choice (placed or not) that nothing may contradict for a long while, and the
+/// cache sees 2^k (linearized set, state) pairs for k of them. An expiry (or an indeterminate
+/// revoke) of a lease that has keys deletes them at a new revision, which the next header
+/// revision confirms or refutes at once. One of a lease **without keys** changes nothing but the
+/// lease map, and the lease map is observed by exactly four requests on that lease: a put with it
+/// (needs it alive), a revoke answered `ok` (alive), a keepalive answered with a TTL (alive) and a
+/// keepalive answered with TTL 0 (gone); grants use fresh ids, and no key carries it. So such a
+/// removal is never a step of its own here ([`Request::LeaseExpire`] and an indeterminate
+/// [`Request::LeaseRevoke`] are refused while the lease holds no keys); instead a keepalive
+/// answered with TTL 0 that finds the lease alive and keyless removes it itself, if an expiry
+/// (as above, with the keepalive's window) or an indeterminate revoke of it called by then
+/// ([`EtcdModel::indeterminate_revoke_calls`]) could have removed it just before.
+///
+/// Same verdicts as placing the removal as a step (the argument; the tests in
+/// `tests/leases_and_compaction.rs` exercise both directions):
+///
+/// - *Sound* (every sequence accepted here is one the step model accepts): put the removal as a
+///   step right before the keepalive that did it. The state is the same from there on; before
+///   it, the lease was alive in both, and no key carried it, so every answer is the same; and
+///   the step's own conditions are the ones checked (an expiry's window is the keepalive's,
+///   since both come before the same pending returns; a revoke's call came before).
+/// - *Complete* (every sequence the step model accepts has one accepted here): take a removal
+///   of a keyless lease out of it. Until the next request on that lease nothing differs (nothing
+///   else observes it). That request cannot be a put with it, a revoke `ok` or a keepalive with a
+///   TTL (they need it alive, and it was gone); if it is a keepalive answered TTL 0, the
+///   removal happens there, within a later window, so allowed; an indeterminate request may simply
+///   be left out (it is optional; left out, a keepalive's renewal is missing, which only allows
+///   more). A removed lease never gets keys again (keys need a live lease).
+///
+/// (An indeterminate revoke is refused only as a step with no output: revokes are never pinned
+/// by [`crate::check`], so one with no output has no return either and may be left out.)
+///
 /// # Compaction and past revisions
 ///
 /// `compact(r)` answered `ok` needs the compacted revision `< r <=` the current one (etcd's
@@ -81,7 +116,7 @@ use crate::linearizability::Model;
 ///
 /// Not checked: etcd's refusal of txns that write one key twice (such a txn fails, so it should not
 /// appear as `ok`; the model applies its requests in order).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EtcdModel {
     pub initial_revision: i64,
     /// Keep the key space at every past revision, for ranges at a revision. Costs a pointer per
@@ -93,11 +128,21 @@ pub struct EtcdModel {
     /// life (clock jumps, drift): a lease may expire this much before its TTL is up in history
     /// time. 0 for a cluster whose clocks are sound; the simulator passes what it injected.
     pub lease_clock_slack_ns: u64,
+    /// For each lease, the earliest call of an indeterminate revoke of it in the history: from
+    /// then on a keepalive answered TTL 0 may find it removed while it holds no keys (see
+    /// "Removing a lease that holds no keys" above).
+    pub indeterminate_revoke_calls: Rc<BTreeMap<i64, u64>>,
 }
 
 impl Default for EtcdModel {
     fn default() -> Self {
-        EtcdModel { initial_revision: 1, keep_history: false, leases: false, lease_clock_slack_ns: 0 }
+        EtcdModel {
+            initial_revision: 1,
+            keep_history: false,
+            leases: false,
+            lease_clock_slack_ns: 0,
+            indeterminate_revoke_calls: Rc::new(BTreeMap::new()),
+        }
     }
 }
 
@@ -403,9 +448,7 @@ impl EtcdModel {
             Request::LeaseRevoke { id } | Request::LeaseExpire { id } => {
                 let lease = state.leases.get(id)?;
                 if let Request::LeaseExpire { .. } = input {
-                    let earliest_expiry_ns =
-                        lease.renewed_ns.saturating_add(lease.ttl_ns).saturating_sub(self.lease_clock_slack_ns);
-                    if earliest_expiry_ns > latest_ns {
+                    if self.earliest_expiry_ns(lease) > latest_ns {
                         return None;
                     }
                 }
@@ -448,6 +491,25 @@ impl EtcdModel {
 }
 
 const NS_PER_S: u64 = 1_000_000_000;
+
+/// Whether some key is attached to `lease`.
+fn holds_keys(state: &EtcdState, lease: i64) -> bool {
+    state.keys.values().any(|k| k.lease == lease)
+}
+
+impl EtcdModel {
+    /// The earliest instant `lease` may expire: its TTL after its earliest last renewal, less
+    /// the clock slack.
+    fn earliest_expiry_ns(&self, lease: &LeaseState) -> u64 {
+        lease.renewed_ns.saturating_add(lease.ttl_ns).saturating_sub(self.lease_clock_slack_ns)
+    }
+
+    /// Whether an expiry or an indeterminate revoke can have removed `lease` (alive) by `latest_ns`.
+    fn may_be_removed_by(&self, id: i64, lease: &LeaseState, latest_ns: u64) -> bool {
+        self.earliest_expiry_ns(lease) <= latest_ns
+            || self.indeterminate_revoke_calls.get(&id).is_some_and(|&call_ns| call_ns <= latest_ns)
+    }
+}
 
 fn ttl_ns(ttl_s: i64) -> u64 {
     u64::try_from(ttl_s).unwrap_or(0).saturating_mul(NS_PER_S)
@@ -528,6 +590,23 @@ impl Model for EtcdModel {
             Some(Response::LeaseGrant { id, ttl_s, .. }) => Some((*id, *ttl_s)),
             _ => None,
         };
+        // Removing a keyless lease is done by the keepalive that observes it (see the type's docs).
+        match (input, output) {
+            (Request::LeaseExpire { id }, _) | (Request::LeaseRevoke { id }, None) if !holds_keys(state, *id) => {
+                return None;
+            }
+            (Request::LeaseKeepalive { id }, Some(Response::LeaseKeepalive { ttl_s: 0, .. })) => {
+                if let Some(lease) = state.leases.get(id) {
+                    if holds_keys(state, *id) || !self.may_be_removed_by(*id, lease, window.1) {
+                        return None;
+                    }
+                    let mut next = state.clone();
+                    Rc::make_mut(&mut next.leases).remove(id);
+                    return Some(next);
+                }
+            }
+            _ => {}
+        }
         let (next, expected) = self.apply_at(state, input, window, granted)?;
         match output {
             Some(seen) if !same_answer(seen, &expected) => None,
