@@ -39,22 +39,22 @@ cargo test --workspace --locked
 step "benchmarks compile and run on a small store (figures are not checked)"
 DETCD_BENCH_KEYS=20000 cargo test --locked -p detcd-engine --benches
 
-step "the simulator world (RUSTFLAGS=--cfg madsim, target/madsim): build, replay one seed twice, sweep seeds"
-RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo build --locked -p detcd-server -p detcd-sim
+step "the simulator world (RUSTFLAGS=--cfg madsim, target/madsim, profile sim): build, replay one seed twice, sweep seeds"
+RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo build --locked --profile sim -p detcd-server -p detcd-sim
 # The simulator's own unit tests (schedule, simulated file system) run in the normal world above.
 # Determinism: three seeds, each run twice in two processes, must give one trace hash.
 for seed in 1 2 3; do
-  target/madsim/debug/detcd-sim run --seed "$seed" --nodes 5 --duration 20s --check-determinism
+  target/madsim/sim/detcd-sim run --seed "$seed" --nodes 5 --duration 20s --check-determinism
 done
 # Regression schedules (sim/schedules, each file says what it once broke): 3 members, two seeds each.
 for schedule in sim/schedules/*.schedule; do
   for seed in 1 31; do
-    target/madsim/debug/detcd-sim run --seed "$seed" --nodes 3 --schedule "$schedule"
+    target/madsim/sim/detcd-sim run --seed "$seed" --nodes 3 --schedule "$schedule"
   done
 done
 # The bounded sweep: 100 seeds x 20 simulated seconds x 5 members, every fault kind allowed (each
 # seed turns a random subset on, so every kind is on in some seeds), two seeds at a time.
-target/madsim/debug/detcd-sim sweep --seeds 1..101 --nodes 5 --duration 20s --faults all --jobs 2
+target/madsim/sim/detcd-sim sweep --seeds 1..101 --nodes 5 --duration 20s --faults all --jobs 2
 
 step "engine stays sans-IO (no tokio, no std::fs/net/thread/env, no clock, no OS randomness)"
 # Code lines only: comments may name what the engine avoids.

@@ -285,7 +285,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         let (target_dir, features) =
             if has(args, "--canary") { ("target/madsim-canary", " --features canary") } else { ("target/madsim", "") };
         format!(
-            "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR={target_dir} cargo run -p detcd-sim{features} -- run {}",
+            "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR={target_dir} cargo run --profile sim -p detcd-sim{features} -- run {}",
             args.join(" ")
         )
     }
