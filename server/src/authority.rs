@@ -14,7 +14,14 @@
 //! the client's dynamic table, fixed, and re-encoded with literals that are never added to the
 //! server's dynamic table (static-table indices only). The server's decoder table thus stays empty
 //! forever, so it needs no size updates and cannot drift from what the client's encoder believes.
-//! Server→client bytes are not touched. Only the tokio world uses it: under `--cfg madsim` the
+//! Server→client bytes are not touched.
+//!
+//! A client sends the same `:authority` on every request of a connection (grpc-go and tonic
+//! fix it per channel), so the connection's first header block decides: if its authority needs
+//! no fix (every client but etcd's Go 3.4 ones), that block and everything after it pass through
+//! byte for byte, with no parsing and no copy — decoding and re-encoding every request's
+//! headers cost a few percent of the server's CPU under load. Only a connection whose first
+//! block was fixed keeps being rewritten. Only the tokio world uses it: under `--cfg madsim` the
 //! transport is madsim's, and no Go client is involved.
 
 use std::collections::VecDeque;
@@ -464,6 +471,8 @@ enum State {
     FrameHeader,
     /// Inside a frame that passes through unchanged.
     Payload { remaining_bytes: usize },
+    /// The first header block needed no fix: the rest of the connection passes through.
+    Passthrough,
 }
 
 /// A header block whose HEADERS frame has arrived, waiting for its END_HEADERS.
@@ -473,6 +482,8 @@ struct PendingBlock {
     end_stream: bool,
     priority: Option<[u8; PRIORITY_BYTES]>,
     block: Vec<u8>,
+    /// The block's frames as received, kept until the first block decides (see the module docs).
+    raw: Vec<u8>,
 }
 
 /// The sans-IO part: client→server bytes in, the same bytes out except for re-encoded header
@@ -482,15 +493,28 @@ pub struct ClientStreamRewriter {
     state: State,
     decoder: Decoder,
     pending: Option<PendingBlock>,
+    /// A header block of this connection was re-encoded: all later ones must be too.
+    rewriting: bool,
 }
 
 impl Default for ClientStreamRewriter {
     fn default() -> Self {
-        ClientStreamRewriter { state: State::Preface { matched_bytes: 0 }, decoder: Decoder::default(), pending: None }
+        ClientStreamRewriter {
+            state: State::Preface { matched_bytes: 0 },
+            decoder: Decoder::default(),
+            pending: None,
+            rewriting: false,
+        }
     }
 }
 
 impl ClientStreamRewriter {
+    /// Every byte from here on passes through unchanged (not HTTP/2, or a connection whose
+    /// first header block needed no fix).
+    pub fn passes_through(&self) -> bool {
+        matches!(self.state, State::NotHttp2 | State::Passthrough)
+    }
+
     /// Consumes what it can of `input` (leaving an incomplete frame header or header frame
     /// there) and appends the bytes for the server to `output`. An error is a connection error:
     /// the stream is not HTTP/2 the server could accept either.
@@ -514,7 +538,7 @@ impl ClientStreamRewriter {
                         State::Preface { matched_bytes: matched_bytes + n }
                     };
                 }
-                State::NotHttp2 => {
+                State::NotHttp2 | State::Passthrough => {
                     output.extend_from_slice(&input.split());
                     return Ok(());
                 }
@@ -558,7 +582,7 @@ impl ClientStreamRewriter {
                         return Ok(());
                     }
                     let frame = input.split_to(FRAME_HEADER_BYTES + length);
-                    self.on_header_frame(kind, flags, stream_id, &frame[FRAME_HEADER_BYTES..], output)?;
+                    self.on_header_frame(kind, flags, stream_id, &frame, output)?;
                 }
             }
         }
@@ -569,9 +593,10 @@ impl ClientStreamRewriter {
         kind: u8,
         flags: u8,
         stream_id: u32,
-        payload: &[u8],
+        frame: &[u8],
         output: &mut BytesMut,
     ) -> io::Result<()> {
+        let payload = &frame[FRAME_HEADER_BYTES..];
         if kind == FRAME_HEADERS {
             if stream_id == 0 {
                 return Err(invalid("http2: HEADERS on stream 0"));
@@ -596,6 +621,7 @@ impl ClientStreamRewriter {
                 end_stream: flags & FLAG_END_STREAM != 0,
                 priority,
                 block: payload[pos..end].to_vec(),
+                raw: Vec::new(),
             });
         } else {
             let pending = self.pending.as_mut().ok_or_else(|| invalid("http2: CONTINUATION without HEADERS"))?;
@@ -604,12 +630,21 @@ impl ClientStreamRewriter {
             }
             pending.block.extend_from_slice(payload);
         }
+        if !self.rewriting {
+            self.pending.as_mut().expect("a header block is pending").raw.extend_from_slice(frame);
+        }
         if flags & FLAG_END_HEADERS == 0 {
             return Ok(());
         }
         let pending = self.pending.take().expect("a header block is pending");
         let mut fields = self.decoder.decode(&pending.block)?;
-        fix_authority(&mut fields);
+        if !fix_authority(&mut fields) && !self.rewriting {
+            // The first block is fine as sent: so is the connection (see the module docs).
+            output.extend_from_slice(&pending.raw);
+            self.state = State::Passthrough;
+            return Ok(());
+        }
+        self.rewriting = true;
         write_header_frames(output, &pending, &encode(&fields));
         Ok(())
     }
@@ -688,6 +723,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for AuthorityRewrite<T> {
             if this.eof {
                 // A frame cut short by the client's close is the server's to notice: it sees EOF.
                 return Poll::Ready(Ok(()));
+            }
+            if this.rewriter.passes_through() && this.input.is_empty() {
+                // Nothing to look at any more: straight into the reader's buffer.
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             let mut chunk = ReadBuf::new(&mut this.read_chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
@@ -927,6 +966,26 @@ mod tests {
             assert_eq!(fields, grpc_go_request("/etcdserverpb.KV/Range", "127.0.0.1:2379"));
             assert!(server.table.entries.is_empty());
         }
+    }
+
+    #[test]
+    fn a_connection_whose_first_authority_is_fine_passes_through_untouched() {
+        let fine = encode(&grpc_go_request("/etcdserverpb.KV/Put", "127.0.0.1:2379"));
+        let mut input = PREFACE.to_vec();
+        input.extend(frame_bytes(0x4, 0, 0, &[0, 0x3, 0, 0, 0, 100]));
+        // The first block, split over a CONTINUATION, decides for the whole connection.
+        input.extend(frame_bytes(FRAME_HEADERS, 0, 1, &fine[..7]));
+        input.extend(frame_bytes(FRAME_CONTINUATION, FLAG_END_HEADERS, 1, &fine[7..]));
+        input.extend(frame_bytes(0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\x05hello"));
+        // Later blocks are not even parsed: a client keeps one authority per connection.
+        input.extend(frame_bytes(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &hex(RANGE_BLOCK)));
+        for piece_bytes in [1, 7, 4096] {
+            assert_eq!(rewrite(&input, piece_bytes).unwrap(), input, "in pieces of {piece_bytes} bytes");
+        }
+        let mut rewriter = ClientStreamRewriter::default();
+        let (mut from_client, mut to_server) = (BytesMut::from(&input[..]), BytesMut::new());
+        rewriter.process(&mut from_client, &mut to_server).unwrap();
+        assert!(rewriter.passes_through());
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! 1. drains the node's outputs: raft messages go to the transport (never waiting on a peer),
 //!    answers go to the waiting callers, persists are collected;
 //! 2. makes the collected persists durable with one sync (group commit: everything that arrived
-//!    while the previous sync ran is in this one), then tells the node;
+//!    while the previous sync ran is in this one), then tells the node. The write and sync run
+//!    on a blocking thread while the loop goes on taking commands and peer messages (etcd, too,
+//!    overlaps its fsync with raft's next round): the node has at most one persist in flight,
+//!    so the next batch gathers in raft until this one is durable;
 //! 3. hands watch responses to the watch streams that have room (a slow client is polled less;
 //!    its watchers fall back to catching up from the store);
 //! 4. waits for the next command or the node's next timeout.
@@ -19,22 +22,23 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use detcd_engine::node::{Node, Output, Persist, Request, RequestId, Response};
+use detcd_engine::node::{Node, Output, Persist, PersistToken, Request, RequestId, Response};
 use detcd_engine::raft::Message;
 use detcd_engine::watch::StreamId;
 use detcd_engine::Error;
 use detcd_proto::etcdserverpb::{WatchRequest, WatchResponse};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::clock::Clock;
-use crate::disk::Storage;
+use crate::disk::{DiskError, Storage};
 
 /// Commands queued for the driver at most; a full queue makes callers wait (backpressure).
 pub const COMMAND_QUEUE_MAX: usize = 4096;
 /// Commands taken per turn of the loop before outputs are carried out.
 const COMMANDS_PER_TURN_MAX: usize = 1024;
-/// Watch responses buffered per stream on their way to the client.
-pub const WATCH_SEND_BUFFER: usize = 16;
+/// Watch responses buffered per stream on their way to the client. One write fans out one
+/// response per watcher: a deeper buffer lets gRPC encode many per wake-up.
+pub const WATCH_SEND_BUFFER: usize = 64;
 
 /// A snapshot of the member's state, for Status and tests.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +109,8 @@ pub struct Handle {
     /// and by the services that watch on a client's behalf (lock, election), so that no two
     /// streams share an id.
     next_watch_stream: Arc<AtomicU64>,
+    /// Signalled by watch streams as their client drains them (see [`WatchResponses`]).
+    watch_room: Arc<Notify>,
 }
 
 impl Handle {
@@ -143,6 +149,11 @@ impl Handle {
         answer.await.map_err(|_| Error::Stopped)
     }
 
+    /// The receiving end of a watch stream's responses, to go with a [`Command::WatchOpen`].
+    pub fn watch_responses(&self, rx: mpsc::Receiver<WatchResponse>) -> WatchResponses {
+        WatchResponses { rx, room: self.watch_room.clone() }
+    }
+
     /// Whether `id` was removed from the cluster.
     pub fn is_removed_member(&self, id: u64) -> bool {
         self.removed.read().unwrap_or_else(|p| p.into_inner()).contains(&id)
@@ -159,6 +170,28 @@ impl Handle {
     }
 }
 
+/// A watch stream's responses on their way to gRPC. Receiving the one that takes the buffer
+/// down to half full wakes the driver, which may have more for this stream.
+pub struct WatchResponses {
+    rx: mpsc::Receiver<WatchResponse>,
+    room: Arc<Notify>,
+}
+
+impl tonic::codegen::tokio_stream::Stream for WatchResponses {
+    type Item = Result<WatchResponse, tonic::Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.rx.poll_recv(cx);
+        if polled.is_ready() && self.rx.len() == WATCH_SEND_BUFFER / 2 {
+            self.room.notify_one();
+        }
+        polled.map(|response| response.map(Ok))
+    }
+}
+
 /// Where raft messages go: a sender per peer, filled by the driver, drained by the transport.
 /// `send` must never wait.
 pub trait Outbox: Send {
@@ -167,9 +200,17 @@ pub trait Outbox: Send {
     fn update_members(&mut self, members: &[detcd_proto::etcdserverpb::Member]);
 }
 
+/// A persist running on a blocking thread: the storage goes with it and comes back with the
+/// tokens it made durable, or the error that stops the member.
+type PersistJob<S> = tokio::task::JoinHandle<PersistOutcome<S>>;
+
 pub struct Driver<S: Storage> {
     node: Node,
-    storage: S,
+    /// `None` while `persisting` has it.
+    storage: Option<S>,
+    persisting: Option<PersistJob<S>>,
+    /// Persists that are durable and not yet reported to the node, in order.
+    persisted: Vec<PersistToken>,
     outbox: Box<dyn Outbox>,
     clock: Clock,
     commands: mpsc::Receiver<Command>,
@@ -186,9 +227,11 @@ pub struct Driver<S: Storage> {
     removed_members: Arc<RwLock<BTreeSet<u64>>>,
     /// A peer told us we were removed.
     told_removed: bool,
+    /// Wakes the loop when a stalled watch stream has room again.
+    watch_room: Arc<Notify>,
 }
 
-impl<S: Storage> Driver<S> {
+impl<S: Storage + 'static> Driver<S> {
     /// `outbox` is built with the driver's handle, for transports that report back (a snapshot
     /// delivered or not).
     pub fn new(
@@ -200,14 +243,18 @@ impl<S: Storage> Driver<S> {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE_MAX);
         let removed_members = Arc::new(RwLock::new(BTreeSet::new()));
         let next_watch_stream = Arc::new(AtomicU64::new(1));
+        let watch_room = Arc::new(Notify::new());
         let outbox = outbox(Handle {
             commands: tx.clone(),
             removed: removed_members.clone(),
             next_watch_stream: next_watch_stream.clone(),
+            watch_room: watch_room.clone(),
         });
         let driver = Driver {
             node,
-            storage,
+            storage: Some(storage),
+            persisting: None,
+            persisted: Vec::new(),
             outbox,
             clock,
             commands: rx,
@@ -219,8 +266,9 @@ impl<S: Storage> Driver<S> {
             members_checked_at: 0,
             removed_members: removed_members.clone(),
             told_removed: false,
+            watch_room: watch_room.clone(),
         };
-        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream })
+        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream, watch_room })
     }
 
     /// Runs until every handle is gone, or the disk fails (then returns the error).
@@ -228,7 +276,7 @@ impl<S: Storage> Driver<S> {
         // One timer for the whole loop (see `crate::timer`): the node's next timeout rarely moves.
         let mut timeout = crate::timer::Deadline::new(tokio::time::Instant::now());
         loop {
-            self.carry_out_outputs()?;
+            self.carry_out_outputs().await?;
             let applied = self.node.applied_index();
             let members = if applied != self.members_checked_at { self.node.members() } else { Vec::new() };
             self.members_checked_at = applied;
@@ -241,7 +289,8 @@ impl<S: Storage> Driver<S> {
             let stalled_watches = self.feed_watches();
             let mut deadline = self.clock.runtime_instant(self.node.poll_timeout());
             if stalled_watches {
-                // A client is slow to read: look again shortly for room in its stream.
+                // A client is slow to read: its stream wakes us as it drains (`watch_room`);
+                // look again shortly anyway, in case the room came from elsewhere.
                 deadline = deadline.min(tokio::time::Instant::now() + std::time::Duration::from_millis(10));
             }
             timeout.set(deadline);
@@ -255,6 +304,11 @@ impl<S: Storage> Driver<S> {
                             Err(_) => break,
                         }
                     }
+                }
+                _ = self.watch_room.notified(), if stalled_watches => {}
+                joined = join_persist(&mut self.persisting), if self.persisting.is_some() => {
+                    self.persisting = None;
+                    self.finish_persist(joined)?;
                 }
                 _ = &mut timeout => {
                     self.node.handle_timeout(self.clock.now());
@@ -323,7 +377,10 @@ impl<S: Storage> Driver<S> {
         }
     }
 
-    fn carry_out_outputs(&mut self) -> Result<(), String> {
+    /// Carries out the node's outputs until it has none, reporting completed persists to it.
+    /// A persist that must sync starts on a blocking thread and returns at once; the node
+    /// hears of it when [`join_persist`] completes.
+    async fn carry_out_outputs(&mut self) -> Result<(), String> {
         loop {
             let mut persists: Vec<Persist> = Vec::new();
             while let Some(output) = self.node.poll_output() {
@@ -331,7 +388,7 @@ impl<S: Storage> Driver<S> {
                     Output::Send(message) => self.outbox.send(message),
                     Output::Persist(p) => persists.push(p),
                     Output::Snapshot { snapshot, log_kept_from } => {
-                        self.storage.save_snapshot(&snapshot, log_kept_from).map_err(|e| e.to_string())?
+                        self.storage().await?.save_snapshot(&snapshot, log_kept_from).map_err(|e| e.to_string())?
                     }
                     Output::Respond { id, result } => {
                         if let Some(reply) = self.waiting.remove(&id) {
@@ -340,15 +397,58 @@ impl<S: Storage> Driver<S> {
                     }
                 }
             }
-            if persists.is_empty() {
+            if !persists.is_empty() {
+                let tokens: Vec<PersistToken> = persists.iter().map(|p| p.token).collect();
+                let must_sync = persists.iter().any(|p| p.must_sync || p.snapshot.is_some() || !p.entries.is_empty());
+                // A lone request (one entry, nothing queued behind it) has nothing to overlap
+                // with: the thread hop would only add to its latency.
+                let entries: usize = persists.iter().map(|p| p.entries.len()).sum();
+                let overlap = entries > 1 || !self.commands.is_empty();
+                if must_sync && overlap {
+                    self.storage().await?;
+                    let mut storage = self.storage.take().expect("storage() put it back");
+                    // The simulator runs the closure as one more deterministic task.
+                    #[allow(deprecated)]
+                    let job = tokio::task::spawn_blocking(move || {
+                        let result = storage.persist(&persists);
+                        (storage, tokens, result)
+                    });
+                    self.persisting = Some(job);
+                } else {
+                    // Also when only the commit index changed: a plain write into the page
+                    // cache, not worth a thread hop (nothing to sync, see `Storage::persist`).
+                    let storage = self.storage().await?;
+                    storage.persist(&persists).map_err(|e| format!("cannot persist, stopping: {e}"))?;
+                    self.persisted.extend(tokens);
+                }
+            }
+            if self.persisted.is_empty() {
                 return Ok(());
             }
-            self.storage.persist(&persists).map_err(|e| format!("cannot persist, stopping: {e}"))?;
             let now = self.clock.now();
-            for p in &persists {
-                self.node.handle_persisted(now, p.token);
+            for token in std::mem::take(&mut self.persisted) {
+                self.node.handle_persisted(now, token);
             }
         }
+    }
+
+    /// The storage, once the persist in flight (if any) is done.
+    async fn storage(&mut self) -> Result<&mut S, String> {
+        if self.persisting.is_some() {
+            let joined = join_persist(&mut self.persisting).await;
+            self.persisting = None;
+            self.finish_persist(joined)?;
+        }
+        Ok(self.storage.as_mut().expect("the storage is home when no persist is in flight"))
+    }
+
+    /// Takes the storage back from a finished persist and queues its tokens for the node.
+    fn finish_persist(&mut self, joined: Result<PersistOutcome<S>, String>) -> Result<(), String> {
+        let (storage, tokens, result) = joined?;
+        self.storage = Some(storage);
+        result.map_err(|e| format!("cannot persist, stopping: {e}"))?;
+        self.persisted.extend(tokens);
+        Ok(())
     }
 
     /// Moves watch requests into the hub while it takes them, and responses out to streams
@@ -381,4 +481,13 @@ impl<S: Storage> Driver<S> {
         }
         stalled
     }
+}
+
+type PersistOutcome<S> = (S, Vec<PersistToken>, Result<(), DiskError>);
+
+/// Waits for the persist in flight; call it only when there is one.
+async fn join_persist<S: Send + 'static>(job: &mut Option<PersistJob<S>>) -> Result<PersistOutcome<S>, String> {
+    let job = job.as_mut().expect("a persist is in flight");
+    // A panic in the storage code: the member cannot know what reached the disk.
+    job.await.map_err(|e| format!("persist task failed, stopping: {e}"))
 }

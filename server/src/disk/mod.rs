@@ -87,8 +87,9 @@ pub use identity::Identity;
 use detcd_engine::node::{Persist, Recovered};
 use detcd_engine::raft::Snapshot;
 
-/// A member's durable storage, as the driver uses it. Calls are made one at a time, from the
-/// driver's loop; the node's outputs are carried out in the order it gave them.
+/// A member's durable storage, as the driver uses it. Calls are made one at a time — from the
+/// driver's loop, or for a persist that syncs from a blocking thread the loop takes the storage
+/// back from before its next call; the node's outputs are carried out in the order it gave them.
 pub trait Storage: Send {
     /// Everything durable, for `Node::new`: the hard state, the newest intact snapshot, and the
     /// log entries after it. Repairs a torn tail (see the module docs). Call it before the
