@@ -60,7 +60,7 @@ mod cli {
     pub const USAGE: &str = "\
 usage:
   detcd-sim run --seed N [--nodes 3|5] [--clients 3] [--duration 20s] [--faults all|none|KIND,…]
-                [--workload register,txn,append,watch,lease|all] [--out-dir target/detcd-sim] [--schedule FILE] [--drop-events I,J,…] [--print-schedule] [--verbose]
+                [--workload register,txn,append,watch|lease|all] [--out-dir target/detcd-sim] [--schedule FILE] [--drop-events I,J,…] [--print-schedule] [--verbose]
                 [--check-determinism] [--strict (a checker's undecided verdict fails the run)]
                 [--canary NAME (a build with --features canary)]
   detcd-sim sweep --seeds A..B [--jobs 2] [--until-failure] [the run flags]
@@ -100,10 +100,12 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         "--seed",
     ];
 
-    /// Every client draws one of these from the seed. `lease` joined once the search stopped
-    /// running out of budget on lease histories with faults (a lease without keys is removed
-    /// only where a keepalive observes it: see `detcd_checks::models::EtcdModel`).
-    const DEFAULT_WORKLOADS: &str = "register,txn,append,watch,lease";
+    /// Every client draws one of these from the seed. Not `lease`: lease-only runs
+    /// (`--workload lease`) check well since a lease without keys is removed only where a
+    /// keepalive observes it (see `detcd_checks::models::EtcdModel`), but lease clients beside
+    /// register and txn clients put every operation in one search, which still ran out of its
+    /// memory or step budget on 3 seeds of 100 (5 members, 20 s).
+    const DEFAULT_WORKLOADS: &str = "register,txn,append,watch";
 
     /// `all` or a comma-separated list of workload names.
     fn parse_workloads(list: &str) -> Result<Vec<Workload>, String> {
