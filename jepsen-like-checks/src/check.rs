@@ -237,25 +237,31 @@ pub fn check_with<M: HistoryModel>(
 fn referenced_leases(ops: &[Operation]) -> BTreeSet<i64> {
     let mut used = BTreeSet::new();
     for op in ops {
-        match &op.op {
-            Request::LeaseRevoke { id } | Request::LeaseKeepalive { id } => {
-                used.insert(*id);
-            }
-            Request::Put(p) => {
-                used.insert(p.lease);
-            }
-            Request::Txn(t) => used.extend(t.success.iter().chain(&t.failure).filter_map(|o| match o {
-                TxnOp::Put(p) => Some(p.lease),
-                _ => None,
-            })),
-            _ => {}
-        }
-        if let Some(output) = &op.output {
-            used.extend(shown(output).iter().map(|kv| kv.lease));
-        }
+        add_leases_named(op, &mut used);
     }
     used.remove(&0);
     used
+}
+
+/// Adds the lease ids `op` names other than as a grant: in its request (a put or txn put
+/// attaching a key, a keepalive, a revoke) or in the key-values of its answer.
+fn add_leases_named(op: &Operation, used: &mut BTreeSet<i64>) {
+    match &op.op {
+        Request::LeaseRevoke { id } | Request::LeaseKeepalive { id } => {
+            used.insert(*id);
+        }
+        Request::Put(p) => {
+            used.insert(p.lease);
+        }
+        Request::Txn(t) => used.extend(t.success.iter().chain(&t.failure).filter_map(|o| match o {
+            TxnOp::Put(p) => Some(p.lease),
+            _ => None,
+        })),
+        _ => {}
+    }
+    if let Some(output) = &op.output {
+        used.extend(shown(output).iter().map(|kv| kv.lease));
+    }
 }
 
 /// Indeterminate lease requests left out of the search because no linearization needs them
@@ -304,30 +310,13 @@ fn orphan_leases(ops: &[Operation]) -> BTreeSet<i64> {
     let mut granted = BTreeSet::new();
     let mut used = BTreeSet::new();
     for op in ops.iter().filter(|op| op.outcome != Outcome::Failed) {
-        match (&op.op, &op.output) {
-            (Request::LeaseGrant { id, .. }, output) => {
+        if let Request::LeaseGrant { id, .. } = &op.op {
+            granted.insert(*id);
+            if let Some(Response::LeaseGrant { id, .. }) = &op.output {
                 granted.insert(*id);
-                if let Some(Response::LeaseGrant { id, .. }) = output {
-                    granted.insert(*id);
-                }
             }
-            (Request::LeaseRevoke { id } | Request::LeaseKeepalive { id }, _) => {
-                used.insert(*id);
-            }
-            (Request::Put(p), _) => {
-                used.insert(p.lease);
-            }
-            (Request::Txn(t), _) => {
-                used.extend(t.success.iter().chain(&t.failure).filter_map(|o| match o {
-                    TxnOp::Put(p) => Some(p.lease),
-                    _ => None,
-                }));
-            }
-            _ => {}
         }
-        if let Some(output) = &op.output {
-            used.extend(shown(output).iter().map(|kv| kv.lease));
-        }
+        add_leases_named(op, &mut used);
     }
     used.remove(&0);
     used.difference(&granted).copied().collect()

@@ -2,12 +2,15 @@
 //! the ground the etcdctl scenarios cover, plus a thousand watchers on one watch stream and a
 //! lease keepalive stream. Errors are checked word for word against etcd's, with their gRPC codes.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use common::grpc_error;
 use detcd_tests::Cluster;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, GetResponse, LeaseGrantOptions,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, GetResponse, LeaseGrantOptions,
     LeaseTimeToLiveOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchResponse,
     WatchResponseStream,
 };
@@ -16,17 +19,7 @@ use etcd_client::{
 const ANSWER: Duration = Duration::from_secs(10);
 
 async fn connect(endpoint: &str) -> Client {
-    let options = ConnectOptions::new().with_connect_timeout(ANSWER).with_timeout(ANSWER);
-    Client::connect([endpoint], Some(options)).await.unwrap_or_else(|e| panic!("connect to {endpoint}: {e}"))
-}
-
-/// The gRPC code and message of a failed call (panics when it succeeded or failed otherwise).
-fn grpc_error<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>) -> (String, String) {
-    match result {
-        Err(etcd_client::Error::GRpcStatus(status)) => (format!("{:?}", status.code()), status.message().to_string()),
-        Err(other) => panic!("expected a gRPC status, got {other}"),
-        Ok(answer) => panic!("expected an error, got {answer:?}"),
-    }
+    common::connect(endpoint, ANSWER, ANSWER).await
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -6,15 +6,17 @@
 //! and hand-over are proven by the order of what the holders write and by revisions, never by
 //! how long something took; sleeps only give a broken implementation room to misbehave.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::grpc_error;
 use detcd_tests::{etcdctl, etcdctl_bin, ok, Cluster, TempDir};
 use etcd_client::{
-    Client, ConnectOptions, GetOptions, LeaderKey, LeaseTimeToLiveOptions, LockOptions, ObserveStream, ProclaimOptions,
-    ResignOptions,
+    Client, GetOptions, LeaderKey, LeaseTimeToLiveOptions, LockOptions, ObserveStream, ProclaimOptions, ResignOptions,
 };
 
 /// How long any single answer may take before the test calls it lost.
@@ -212,17 +214,7 @@ fn etcdctl_elect_hands_leadership_to_the_next_candidate() {
 // ---- the v3lock and v3election services, through the etcd-client crate ----
 
 async fn connect(endpoint: &str) -> Client {
-    let options = ConnectOptions::new().with_connect_timeout(ANSWER).with_timeout(Duration::from_secs(60));
-    Client::connect([endpoint], Some(options)).await.unwrap_or_else(|e| panic!("connect to {endpoint}: {e}"))
-}
-
-/// The gRPC code and message of a failed call (panics when it succeeded or failed otherwise).
-fn grpc_error<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>) -> (String, String) {
-    match result {
-        Err(etcd_client::Error::GRpcStatus(status)) => (format!("{:?}", status.code()), status.message().to_string()),
-        Err(other) => panic!("expected a gRPC status, got {other}"),
-        Ok(answer) => panic!("expected an error, got {answer:?}"),
-    }
+    common::connect(endpoint, ANSWER, Duration::from_secs(60)).await
 }
 
 /// etcd's services answer their errors with code `Unknown` (see server/src/grpc/concurrency.rs).
