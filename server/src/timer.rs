@@ -35,10 +35,6 @@ impl Deadline {
     pub fn set(&mut self, at: Instant) {
         self.at = at;
     }
-
-    pub fn at(&self) -> Instant {
-        self.at
-    }
 }
 
 impl Future for Deadline {
