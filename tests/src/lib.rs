@@ -232,23 +232,22 @@ fn member_args(name: &str, data_dir: &Path, client_url: &str, peer_url: &str) ->
     ]
 }
 
+/// An etcdctl (API v3) command against `endpoints`, arguments still to add.
+pub fn etcdctl_command(endpoints: &str) -> Command {
+    let mut command = Command::new(etcdctl_bin());
+    command.env("ETCDCTL_API", "3").arg(format!("--endpoints={endpoints}"));
+    command
+}
+
 /// Runs etcdctl (API v3) against `endpoints` with a 5 s command timeout.
 pub fn etcdctl(endpoints: &str, args: &[&str]) -> Output {
-    Command::new(etcdctl_bin())
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg("--command-timeout=5s")
-        .args(args)
-        .output()
-        .expect("run etcdctl")
+    etcdctl_command(endpoints).arg("--command-timeout=5s").args(args).output().expect("run etcdctl")
 }
 
 /// etcdctl with standard input (txn reads its ops from it).
 pub fn etcdctl_stdin(endpoints: &str, args: &[&str], input: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(etcdctl_bin())
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
+    let mut child = etcdctl_command(endpoints)
         .arg("--command-timeout=5s")
         .args(args)
         .stdin(Stdio::piped())

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::grpc_error;
-use detcd_tests::{etcdctl, etcdctl_bin, ok, Cluster, TempDir};
+use detcd_tests::{etcdctl, etcdctl_command, ok, Cluster, TempDir};
 use etcd_client::{
     Client, GetOptions, LeaderKey, LeaseTimeToLiveOptions, LockOptions, ObserveStream, ProclaimOptions, ResignOptions,
 };
@@ -28,9 +28,7 @@ struct Background(Child);
 
 impl Background {
     fn start(endpoints: &str, args: &[&str]) -> Background {
-        let child = Command::new(etcdctl_bin())
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoints}"))
+        let child = etcdctl_command(endpoints)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
