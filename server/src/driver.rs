@@ -19,7 +19,7 @@
 //! a member that cannot persist must not go on (as etcd panics on a failed fsync).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use detcd_engine::node::{Node, Output, Persist, PersistToken, Request, RequestId, Response};
@@ -111,9 +111,23 @@ pub struct Handle {
     next_watch_stream: Arc<AtomicU64>,
     /// Signalled by watch streams as their client drains them (see [`WatchResponses`]).
     watch_room: Arc<Notify>,
+    /// Whether this member is a learner, as of its applied configuration (etcd's
+    /// `IsLearner`): read by every client RPC, so an atomic rather than a driver round trip.
+    learner: Arc<AtomicBool>,
 }
 
 impl Handle {
+    /// etcd serves a learner's clients only `Status`, serializable `Range` and the `Snapshot`
+    /// stream (its v3rpc interceptors: `isRPCSupportedForLearner` for unary calls, every stream
+    /// but `Snapshot` refused): every other client RPC starts with this check.
+    pub fn refuse_if_learner(&self) -> Result<(), Error> {
+        if self.learner.load(Ordering::Relaxed) {
+            Err(Error::LearnerNotSupported)
+        } else {
+            Ok(())
+        }
+    }
+
     /// A watch hub stream id no other stream of this member uses.
     pub fn new_watch_stream(&self) -> StreamId {
         self.next_watch_stream.fetch_add(1, Ordering::Relaxed)
@@ -229,6 +243,8 @@ pub struct Driver<S: Storage> {
     told_removed: bool,
     /// Wakes the loop when a stalled watch stream has room again.
     watch_room: Arc<Notify>,
+    /// Shared with every handle: see [`Handle::refuse_if_learner`].
+    learner: Arc<AtomicBool>,
 }
 
 impl<S: Storage + 'static> Driver<S> {
@@ -244,11 +260,13 @@ impl<S: Storage + 'static> Driver<S> {
         let removed_members = Arc::new(RwLock::new(BTreeSet::new()));
         let next_watch_stream = Arc::new(AtomicU64::new(1));
         let watch_room = Arc::new(Notify::new());
+        let learner = Arc::new(AtomicBool::new(false));
         let outbox = outbox(Handle {
             commands: tx.clone(),
             removed: removed_members.clone(),
             next_watch_stream: next_watch_stream.clone(),
             watch_room: watch_room.clone(),
+            learner: learner.clone(),
         });
         let driver = Driver {
             node,
@@ -267,8 +285,9 @@ impl<S: Storage + 'static> Driver<S> {
             removed_members: removed_members.clone(),
             told_removed: false,
             watch_room: watch_room.clone(),
+            learner: learner.clone(),
         };
-        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream, watch_room })
+        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream, watch_room, learner })
     }
 
     /// Runs until every handle is gone, or the disk fails (then returns the error).
@@ -278,7 +297,13 @@ impl<S: Storage + 'static> Driver<S> {
         loop {
             self.carry_out_outputs().await?;
             let applied = self.node.applied_index();
-            let members = if applied != self.members_checked_at { self.node.members() } else { Vec::new() };
+            let members = if applied != self.members_checked_at {
+                // The configuration changes only by applies (as in Status: raft's own view).
+                self.learner.store(self.node.learners().contains(&self.node.id()), Ordering::Relaxed);
+                self.node.members()
+            } else {
+                Vec::new()
+            };
             self.members_checked_at = applied;
             if !members.is_empty() && members != self.members_seen {
                 self.outbox.update_members(&members);

@@ -235,14 +235,16 @@ async fn establish_identity<S: Storage>(
             // Some member answered, but none listed this member's peer URLs: etcd's words
             // (ValidateClusterAndAssignIDs).
             Err(Some(members)) => {
+                check_initial_cluster(config, &members)?;
                 return Err(format!(
                     "error validating peerURLs {}: unmatched member while checking PeerURLs ({})",
                     describe_members(&members),
                     own_urls.join(",")
-                ))
+                ));
             }
             Err(None) => return Err(unreachable_peers(config)),
         };
+        check_initial_cluster(config, &members)?;
         let me = members.iter().find(|m| is_me(m)).expect("discover_members returns a list holding it");
         if !me.name.is_empty() {
             // It started before and published its name: its log and votes were in a data dir
@@ -308,6 +310,31 @@ fn unreachable_peers(config: &ServerConfig) -> String {
         "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs ({})",
         peer_urls_to_ask(config).join(",")
     )
+}
+
+/// A joiner's --initial-cluster must list the cluster's members as they are, by peer URLs (etcd's
+/// `ValidateClusterAndAssignIDs`, with its words): as many members, and the same URLs member for
+/// member once both lists are sorted by URLs.
+fn check_initial_cluster(config: &ServerConfig, members: &[Member]) -> Result<(), String> {
+    let invalid = |why: String| format!("error validating peerURLs {}: {why}", describe_members(members));
+    if members.len() != config.initial_cluster.len() {
+        return Err(invalid("member count is unequal".into()));
+    }
+    let sorted_urls = |urls: &[String]| {
+        let mut urls = urls.to_vec();
+        urls.sort();
+        urls
+    };
+    let mut existing: Vec<Vec<String>> = members.iter().map(|m| sorted_urls(&m.peer_ur_ls)).collect();
+    let mut local: Vec<Vec<String>> = config.initial_cluster.values().map(|urls| sorted_urls(urls)).collect();
+    existing.sort();
+    local.sort();
+    match existing.iter().zip(&local).find(|(e, l)| e != l) {
+        Some((e, l)) => {
+            Err(invalid(format!("unmatched member while checking PeerURLs ({} is not {})", e.join(","), l.join(","))))
+        }
+        None => Ok(()),
+    }
 }
 
 fn describe_members(members: &[Member]) -> String {

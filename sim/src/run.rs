@@ -139,6 +139,15 @@ fn peer_url(i: usize) -> String {
     format!("http://{}:2380", member_ip(i))
 }
 
+/// `name=url,...` of every member of `list`, named by its slot (of `slots`).
+fn initial_cluster_of(list: &[ClusterMember], slots: usize) -> String {
+    let name =
+        |url: &String| (0..slots).find(|&i| peer_url(i) == *url).map_or("unknown".into(), |i| format!("m{}", i + 1));
+    let entries: Vec<String> =
+        list.iter().flat_map(|m| &m.peer_ur_ls).map(|url| format!("{}={url}", name(url))).collect();
+    entries.join(",")
+}
+
 /// Runs one seed to the end; never panics on a failed check (the report says it).
 pub fn run(options: &Options) -> Report {
     let runtime = madsim::runtime::Runtime::with_seed_and_config(options.seed, madsim::Config::default());
@@ -160,6 +169,8 @@ struct Member {
     jumps: Arc<AtomicU64>,
     /// None while the member runs; why it stopped once `serve` returned.
     exit: Arc<Mutex<Option<String>>>,
+    /// The --initial-cluster it joins with: the member list right after its MemberAdd.
+    initial_cluster: Arc<Mutex<String>>,
 }
 
 /// What the fault tasks share.
@@ -250,6 +261,7 @@ impl World {
         }
         let mut outcome = "no member reachable".to_string();
         let mut id = None;
+        let mut members_after = Vec::new();
         for other in self.in_cluster() {
             let Ok(Ok(mut c)) =
                 tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other))).await
@@ -259,7 +271,9 @@ impl World {
             let req = MemberAddRequest { peer_ur_ls: vec![url.clone()], is_learner: true };
             match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_add(req)).await {
                 Ok(Ok(r)) => {
-                    id = r.into_inner().member.map(|x| x.id);
+                    let r = r.into_inner();
+                    id = r.member.map(|x| x.id);
+                    members_after = r.members;
                     outcome = format!("added through m{}", other + 1);
                     break;
                 }
@@ -271,6 +285,7 @@ impl World {
             // The answer may be lost while the addition was applied.
             if let Some((_, list)) = self.member_list().await {
                 id = list.iter().find(|x| x.peer_ur_ls.contains(&url)).map(|x| x.id);
+                members_after = list;
             }
         }
         let Some(id) = id else {
@@ -282,6 +297,9 @@ impl World {
         self.handle.kill(slot.node);
         slot.fs.wipe();
         slot.id.store(id, Ordering::Relaxed);
+        // What `etcdctl member add` prints as ETCD_INITIAL_CLUSTER: the joiner's --initial-cluster
+        // must list the cluster's members as they are (etcd's ValidateClusterAndAssignIDs).
+        *lock(&slot.initial_cluster) = initial_cluster_of(&members_after, self.members.len());
         slot.joins.store(true, Ordering::Relaxed);
         slot.enabled.store(true, Ordering::Relaxed);
         lock(&self.removing).remove(&m);
@@ -690,18 +708,24 @@ async fn simulate(o: Options) -> Report {
             "--snapshot-count=200".into(),
             "--experimental-snapshot-catchup-entries=10".into(),
         ];
-        let with = |more: [String; 2]| {
+        let with = |args: &[String], more: [String; 2]| {
             let all: Vec<String> = args.iter().cloned().chain(more).collect();
             ServerConfig::parse(&all, &[]).expect("valid member flags")
         };
-        let join_config =
-            with([format!("--initial-cluster={every_slot}"), "--initial-cluster-state=existing".to_string()]);
+        let join_args = args.clone();
+        let join_config = move |initial_cluster: &str| {
+            with(
+                &join_args,
+                [format!("--initial-cluster={initial_cluster}"), "--initial-cluster-state=existing".into()],
+            )
+        };
+        let initial_cluster = Arc::new(Mutex::new(every_slot.clone()));
         let (config, id) = if i < spare {
-            let config = with([format!("--initial-cluster={founders}"), "--initial-cluster-state=new".to_string()]);
+            let config = with(&args, [format!("--initial-cluster={founders}"), "--initial-cluster-state=new".into()]);
             let id = config.member_ids()[&config.name];
             (config, id)
         } else {
-            (join_config.clone(), 0)
+            (join_config(&every_slot), 0)
         };
         // Each member's own clock: an offset, a drift, and the forward jumps of the faults.
         let (offset, drift_ppm) = {
@@ -713,12 +737,17 @@ async fn simulate(o: Options) -> Report {
         let (enabled, joins) = (Arc::new(AtomicBool::new(i < spare)), Arc::new(AtomicBool::new(i == spare)));
         let (boot_fs, boot_jumps, boot_exit) = (fs.clone(), jumps.clone(), exit.clone());
         let (boot_enabled, boot_joins) = (enabled.clone(), joins.clone());
+        let boot_initial_cluster = initial_cluster.clone();
         let node: NodeHandle = handle
             .create_node()
             .name(format!("m{}", i + 1))
             .ip(member_ip(i))
             .init(move || {
-                let config = if boot_joins.load(Ordering::Relaxed) { join_config.clone() } else { config.clone() };
+                let config = if boot_joins.load(Ordering::Relaxed) {
+                    join_config(&lock(&boot_initial_cluster))
+                } else {
+                    config.clone()
+                };
                 let enabled = boot_enabled.load(Ordering::Relaxed);
                 let (fs, jumps, exit) = (boot_fs.clone(), boot_jumps.clone(), boot_exit.clone());
                 // A new seed per boot, from the run's seed: proposal ids differ across restarts.
@@ -746,7 +775,16 @@ async fn simulate(o: Options) -> Report {
                 }
             })
             .build();
-        members.push(Member { node: node.id(), id: Arc::new(AtomicU64::new(id)), enabled, joins, fs, jumps, exit });
+        members.push(Member {
+            node: node.id(),
+            id: Arc::new(AtomicU64::new(id)),
+            enabled,
+            joins,
+            fs,
+            jumps,
+            exit,
+            initial_cluster,
+        });
     }
 
     // List-append transactions write keys the etcd model does not follow, yet bump the global
@@ -873,6 +911,9 @@ fn acknowledged_puts(history: &[Operation]) -> Vec<Ack> {
 /// members converge to equal hashes at the same revision, and every acknowledged write is in
 /// every member's history at its revision (those below the compacted revision excepted: the
 /// equal hashes vouch for them). The first violation found and how many acks were compacted.
+/// How many times the liveness phase asks to promote a learner that is still one.
+const LIVENESS_PROMOTE_ROUNDS: usize = 5;
+
 async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i64) -> (Option<String>, usize) {
     let removing = lock(&world.removing).clone();
     let asked: Vec<usize> =
@@ -939,16 +980,36 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
             };
             let req = MemberListRequest { linearizable: true };
             if let Ok(Ok(r)) = tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_list(req)).await {
-                list = Some(r.into_inner().members.into_iter().map(|m| m.id).collect::<BTreeSet<u64>>());
+                list = Some(
+                    r.into_inner().members.into_iter().map(|m| (m.id, m.is_learner)).collect::<BTreeMap<u64, bool>>(),
+                );
                 break;
             }
         }
         let Some(ids) = list else {
             return (Some("no member answered a linearizable member list after every fault healed".into()), 0);
         };
-        removed = removing.iter().copied().filter(|&i| !ids.contains(&world.id(i))).collect();
+        removed = removing.iter().copied().filter(|&i| !ids.contains_key(&world.id(i))).collect();
         // Voters and learners alike must converge.
-        live = candidates.iter().copied().filter(|&i| ids.contains(&world.id(i))).collect();
+        live = candidates.iter().copied().filter(|&i| ids.contains_key(&world.id(i))).collect();
+        // A learner answers no HashKV (etcd serves a learner's clients only Status and
+        // serializable reads): the operator promotes it once it is in sync, then it is compared
+        // like every voter.
+        // A leader that has not yet applied the learner's addition answers "member not found":
+        // ask again while the member list still calls it a learner.
+        for &i in &live {
+            let id = world.id(i);
+            let mut learner = ids.get(&id) == Some(&true);
+            for _ in 0..LIVENESS_PROMOTE_ROUNDS {
+                if !learner {
+                    break;
+                }
+                let _one_at_a_time = world.membership.lock().await;
+                world.promote_member(i).await;
+                learner =
+                    world.member_list().await.is_none_or(|(_, list)| list.iter().any(|m| m.id == id && m.is_learner));
+            }
+        }
     }
     let live = &live[..];
     let mut agreed = false;
@@ -956,6 +1017,7 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
     for _ in 0..CONVERGE_ATTEMPTS_MAX {
         tokio::time::sleep(CONVERGE_POLL).await;
         let mut hashes = Vec::new();
+        let mut refusal = String::new();
         for &i in live {
             let Ok(Ok(mut m)) =
                 tokio::time::timeout(Duration::from_secs(1), MaintenanceClient::connect(client_url(i))).await
@@ -967,10 +1029,17 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
                     let r = r.into_inner();
                     hashes.push((r.header.map_or(0, |h| h.revision), r.hash));
                 }
-                _ => break,
+                Ok(Err(e)) => {
+                    refusal = format!("; m{}: {}", i + 1, e.message());
+                    break;
+                }
+                Err(_) => {
+                    refusal = format!("; m{}: HashKV timed out", i + 1);
+                    break;
+                }
             }
         }
-        last = format!("{hashes:?}");
+        last = format!("{hashes:?}{refusal}");
         if hashes.len() == live.len() && hashes.windows(2).all(|w| w[0] == w[1]) {
             agreed = true;
             break;

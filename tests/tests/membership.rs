@@ -71,7 +71,8 @@ fn a_learner_joins_is_promoted_and_a_removed_member_comes_back_under_a_new_id() 
         assert!(Instant::now() < deadline, "a member nobody added still runs:\n{}", stranger.log());
         std::thread::sleep(POLL);
     }
-    assert!(stranger.log().contains("unmatched member while checking PeerURLs"), "{}", stranger.log());
+    // etcd compares the counts first: --initial-cluster names one member more than the cluster.
+    assert!(stranger.log().contains("member count is unequal"), "{}", stranger.log());
 
     // Add a learner and start it as `member add` says.
     let (client_url, peer_url) =
@@ -81,6 +82,19 @@ fn a_learner_joins_is_promoted_and_a_removed_member_comes_back_under_a_new_id() 
     assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{added}");
     let line = member_line(&c.endpoints(), &peer_url).expect("the learner is listed");
     assert!(line.starts_with(&format!("{learner_id}, unstarted")) && line.ends_with(", true"), "{line}");
+
+    // Started with an --initial-cluster that leaves out a member, it is refused in etcd's words.
+    let m1_entry = format!("{}=", c.members[0].name);
+    let short: Vec<&str> = initial_cluster.split(',').filter(|e| !e.starts_with(&m1_entry)).collect();
+    let mut wrong = c.joiner("m4", &client_url, &peer_url, "m4-wrong", &short.join(","));
+    wrong.start();
+    let deadline = Instant::now() + STEP_DEADLINE;
+    while !wrong.has_exited() {
+        assert!(Instant::now() < deadline, "a joiner with a short --initial-cluster still runs:\n{}", wrong.log());
+        std::thread::sleep(POLL);
+    }
+    assert!(wrong.log().contains("member count is unequal"), "{}", wrong.log());
+    drop(wrong);
     let mut m4 = c.joiner("m4", &client_url, &peer_url, "m4", &initial_cluster);
     m4.start();
     c.members.push(m4);
@@ -90,6 +104,16 @@ fn a_learner_joins_is_promoted_and_a_removed_member_comes_back_under_a_new_id() 
     });
     let status = ok(etcdctl(&m4_endpoint, &["endpoint", "status", "-w", "json"]));
     assert!(status.contains("\"isLearner\":true"), "{status}");
+    // A learner serves its clients only Status and serializable reads, as etcd's learner does:
+    // writes, linearizable reads and the other RPCs get etcd's refusal.
+    for refused in [&["put", "x", "y"][..], &["get", "k0"], &["member", "list"], &["endpoint", "hashkv"]] {
+        let out = etcdctl(&m4_endpoint, refused);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("etcdserver: rpc not supported for learner"),
+            "etcdctl {refused:?} on the learner: {stderr}"
+        );
+    }
     eventually(&c, "the learner was published", || {
         member_line(&c.endpoints(), &peer_url).is_some_and(|l| l.contains(", started, m4, "))
     });
@@ -108,11 +132,12 @@ fn a_learner_joins_is_promoted_and_a_removed_member_comes_back_under_a_new_id() 
         !s.contains("\"isLearner\":true")
             && s.contains(&format!("\"member_id\":{}", u64::from_str_radix(&learner_id, 16).unwrap()))
     });
-    // As a voter it serves linearizable reads.
+    // As a voter it serves linearizable reads, and writes.
     eventually(&c, "m4 serves a linearizable read", || {
         let out = etcdctl(&m4_endpoint, &["get", "k0", "--print-value-only"]);
         out.status.success() && String::from_utf8_lossy(&out.stdout) == "v0\n"
     });
+    ok(etcdctl(&m4_endpoint, &["put", "written-through-m4", "yes"]));
 
     // Remove m2: its process stops.
     let m2_line = member_line(&c.endpoints(), &c.members[1].peer_url).expect("m2 is listed");

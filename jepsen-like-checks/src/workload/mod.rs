@@ -294,6 +294,9 @@ pub(crate) struct Client {
 /// How a request ended, when it did not answer.
 /// etcd's `ErrGRPCNoLeader` message.
 const NO_LEADER: &str = "etcdserver: no leader";
+/// etcd's `ErrGRPCNotSupportedForLearner` message: a learner's interceptor refuses the request
+/// before any handler sees it.
+const NOT_FOR_LEARNER: &str = "etcdserver: rpc not supported for learner";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -311,11 +314,13 @@ impl Failure {
     /// "etcdserver: no leader" is Unavailable but a refusal too: etcd answers it before a
     /// request reaches raft (no leader known), and detcd also when raft drops the proposal
     /// unappended. Taking it for indeterminate costs the linearizability search dearly: under
-    /// partitions most operations end that way.
+    /// partitions most operations end that way. "etcdserver: rpc not supported for learner"
+    /// likewise: the learner refuses the request on arrival.
     pub(crate) fn classify(status: &tonic::Status) -> Failure {
         use tonic::Code;
         let text = format!("{:?}: {}", status.code(), status.message());
-        if status.code() == Code::Unavailable && status.message() == NO_LEADER {
+        if status.code() == Code::Unavailable && (status.message() == NO_LEADER || status.message() == NOT_FOR_LEARNER)
+        {
             return Failure::Refused(text);
         }
         match status.code() {
@@ -572,6 +577,8 @@ mod tests {
         assert!(matches!(Failure::classify(&lost), Failure::Unknown(e) if e.contains("leader changed")));
         let no_leader = tonic::Status::unavailable("etcdserver: no leader");
         assert!(matches!(Failure::classify(&no_leader), Failure::Refused(e) if e.contains("no leader")));
+        let learner = tonic::Status::unavailable("etcdserver: rpc not supported for learner");
+        assert!(matches!(Failure::classify(&learner), Failure::Refused(e) if e.contains("learner")));
         let other_unavailable = tonic::Status::unavailable("connection reset");
         assert!(matches!(Failure::classify(&other_unavailable), Failure::Unknown(_)));
     }

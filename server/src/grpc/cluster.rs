@@ -45,6 +45,7 @@ impl Cluster for ClusterService {
         &self,
         req: GrpcRequest<MemberPromoteRequest>,
     ) -> Result<GrpcResponse<MemberPromoteResponse>, Status> {
+        super::voters_only(&self.handle)?;
         use detcd_proto::peerpb::{forward_request, forward_response};
         let request = req.into_inner();
         match self.handle.call(Request::MemberPromote(request.clone())).await {

@@ -15,6 +15,10 @@ pub struct KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: GrpcRequest<RangeRequest>) -> Result<GrpcResponse<RangeResponse>, Status> {
+        if req.get_ref().serializable {
+            // A learner serves serializable reads from its own (possibly stale) store.
+            return call_node_unchecked!(self, req, Range);
+        }
         call_node!(self, req, Range)
     }
 

@@ -43,6 +43,7 @@ impl Lease for LeaseService {
         &self,
         req: GrpcRequest<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<GrpcResponse<Self::LeaseKeepAliveStream>, Status> {
+        super::voters_only(&self.handle)?;
         let mut requests = req.into_inner();
         let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
         let handle = self.handle.clone();
@@ -81,6 +82,7 @@ impl Lease for LeaseService {
         &self,
         req: GrpcRequest<LeaseTimeToLiveRequest>,
     ) -> Result<GrpcResponse<LeaseTimeToLiveResponse>, Status> {
+        super::voters_only(&self.handle)?;
         let request = req.into_inner();
         let id = request.id;
         let answer = match self.handle.call(Request::LeaseTimeToLive(request.clone())).await {

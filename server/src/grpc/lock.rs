@@ -32,6 +32,7 @@ pub struct LockService {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: GrpcRequest<LockRequest>) -> Result<GrpcResponse<LockResponse>, Status> {
+        super::voters_only(&self.handle)?;
         let request = req.into_inner();
         let handle = &self.handle;
         let lease = session_lease(handle, request.lease).await?;
@@ -80,6 +81,7 @@ impl Lock for LockService {
     }
 
     async fn unlock(&self, req: GrpcRequest<UnlockRequest>) -> Result<GrpcResponse<UnlockResponse>, Status> {
+        super::voters_only(&self.handle)?;
         let deleted = delete(&self.handle, req.into_inner().key).await?;
         Ok(GrpcResponse::new(UnlockResponse { header: deleted.header }))
     }

@@ -32,6 +32,7 @@ pub fn header(s: &MemberStatus) -> ResponseHeader {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: GrpcRequest<AlarmRequest>) -> Result<GrpcResponse<AlarmResponse>, Status> {
+        super::voters_only(&self.handle)?;
         // No alarm is ever raised yet (quotas come later): listing gives none, and there is
         // nothing to disarm. Raising an alarm by hand is not supported.
         match req.get_ref().action() {
@@ -63,12 +64,14 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: GrpcRequest<DefragmentRequest>,
     ) -> Result<GrpcResponse<DefragmentResponse>, Status> {
+        super::voters_only(&self.handle)?;
         // The store lives in memory and holds no free pages: there is nothing to defragment.
         let s = self.handle.status().await.map_err(status)?;
         Ok(GrpcResponse::new(DefragmentResponse { header: Some(header(&s)) }))
     }
 
     async fn hash(&self, _req: GrpcRequest<HashRequest>) -> Result<GrpcResponse<HashResponse>, Status> {
+        super::voters_only(&self.handle)?;
         let s = self.handle.status().await.map_err(status)?;
         // The store's hash is computed only when asked for (it walks the whole store).
         let hash = self.handle.hash_kv(0).await.map_err(status)?;
@@ -78,6 +81,7 @@ impl Maintenance for MaintenanceService {
     /// The hash of the store's history up to a revision (0: the current one); the header
     /// carries the hashed revision, as etcd's does.
     async fn hash_kv(&self, req: GrpcRequest<HashKvRequest>) -> Result<GrpcResponse<HashKvResponse>, Status> {
+        super::voters_only(&self.handle)?;
         let s = self.handle.status().await.map_err(status)?;
         let hash = self.handle.hash_kv(req.get_ref().revision).await.map_err(status)?;
         Ok(GrpcResponse::new(HashKvResponse {
@@ -123,6 +127,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: GrpcRequest<MoveLeaderRequest>,
     ) -> Result<GrpcResponse<MoveLeaderResponse>, Status> {
+        super::voters_only(&self.handle)?;
         use detcd_proto::peerpb::{forward_request, forward_response};
         let request = req.into_inner();
         match self.handle.call(Request::MoveLeader(request.clone())).await {
@@ -139,6 +144,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn downgrade(&self, _req: GrpcRequest<DowngradeRequest>) -> Result<GrpcResponse<DowngradeResponse>, Status> {
+        super::voters_only(&self.handle)?;
         Err(Status::unimplemented("detcd: Downgrade is not supported"))
     }
 }

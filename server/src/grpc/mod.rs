@@ -2,8 +2,17 @@
 //! errors to etcd's status codes and exact messages. The node fills response headers.
 
 /// Hands a gRPC request to the driver as the node request of the same name, and unwraps the
-/// node's answer of that name (another kind of answer is a driver bug: `Internal`).
+/// node's answer of that name (another kind of answer is a driver bug: `Internal`). None of these
+/// RPCs is served on a learner ([`voters_only`]).
 macro_rules! call_node {
+    ($self:ident, $req:ident, $variant:ident) => {{
+        $crate::grpc::voters_only(&$self.handle)?;
+        call_node_unchecked!($self, $req, $variant)
+    }};
+}
+
+/// [`call_node!`] without the learner check, for the RPCs a learner serves.
+macro_rules! call_node_unchecked {
     ($self:ident, $req:ident, $variant:ident) => {{
         match $self.handle.call(detcd_engine::node::Request::$variant($req.into_inner())).await.map_err(status)? {
             detcd_engine::node::Response::$variant(r) => Ok(tonic::Response::new(r)),
@@ -40,6 +49,13 @@ pub use watch::WatchService;
 /// etcd's error as a gRPC status: same code, same message (clients parse the message).
 pub fn status(e: Error) -> Status {
     Status::new(tonic::Code::from_i32(e.code() as i32), e.message())
+}
+
+/// Refuses an RPC on a learner, as etcd does: a learner serves its clients only `Status`,
+/// serializable `Range` and `Snapshot` (see [`crate::driver::Handle::refuse_if_learner`]). Every
+/// other client RPC handler, in every service, calls this first.
+pub(crate) fn voters_only(handle: &crate::driver::Handle) -> Result<(), Status> {
+    handle.refuse_if_learner().map_err(status)
 }
 
 /// The status of an answer of the wrong kind: a bug in the driver, never a client's doing.

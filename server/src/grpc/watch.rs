@@ -20,6 +20,7 @@ impl Watch for WatchService {
         &self,
         req: GrpcRequest<Streaming<WatchRequest>>,
     ) -> Result<GrpcResponse<Self::WatchStream>, Status> {
+        super::voters_only(&self.handle)?;
         let stream = self.handle.new_watch_stream();
         let mut requests = req.into_inner();
         let (responses_tx, responses_rx) = mpsc::channel::<WatchResponse>(WATCH_SEND_BUFFER);
