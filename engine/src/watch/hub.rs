@@ -457,7 +457,7 @@ impl WatchHub {
     fn deliver<I: ExactSizeIterator<Item = Event>>(&mut self, r: WatcherRef, revision: i64, events: I) {
         let st = self.streams.get_mut(&r.0).expect("a watcher's stream exists");
         let w = self.watchers.get_mut(&r).expect("delivered watchers exist");
-        let events = match st.queue.coalesce(r.1, revision, events) {
+        let events = match st.queue.coalesce(r.1, revision, revision, events) {
             Ok(()) => {
                 w.idle = false;
                 return;
@@ -623,7 +623,8 @@ impl WatchHub {
                     .filter(|&last| crate::canary::on(crate::canary::Canary::WatchResend) && after + 1 < last);
                 if !events.is_empty() {
                     w.idle = false;
-                    if let Err(events) = st.queue.coalesce(r.1, current, events.into_iter()) {
+                    let first = event_main(&events[0]);
+                    if let Err(events) = st.queue.coalesce(r.1, current, first, events.into_iter()) {
                         st.queue.push_events(r.1, current, events.collect(), w.fragment);
                     }
                     self.mark_ready(r.0);

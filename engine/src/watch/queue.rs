@@ -98,16 +98,18 @@ impl StreamQueue {
         self.open.insert(watch_id, self.pushed - 1);
     }
 
-    /// Appends `events` — whole revisions, all after those queued for `watch_id` — to the
+    /// Appends `events` — whole revisions, the first of them `first_revision` — to the
     /// watcher's open events response, and raises its header revision to `header_revision`.
-    /// Gives the events back when the watcher has no open response or it would grow beyond
-    /// [`WATCH_SYNC_RESPONSE_EVENTS_MAX`] (the caller then queues a new response, room
-    /// permitting). Takes an iterator so that a write's single event needs no `Vec` of its
-    /// own on the way.
+    /// Gives the events back when the watcher has no open response, when it would grow beyond
+    /// [`WATCH_SYNC_RESPONSE_EVENTS_MAX`], or when `first_revision` does not follow the
+    /// revisions it holds (the caller then queues a new response, room permitting: appending
+    /// would hide a repeated revision inside one response). Takes an iterator so that a
+    /// write's single event needs no `Vec` of its own on the way.
     pub(super) fn coalesce<I: ExactSizeIterator<Item = Event>>(
         &mut self,
         watch_id: WatchId,
         header_revision: i64,
+        first_revision: i64,
         events: I,
     ) -> Result<(), I> {
         let Some(&seq) = self.open.get(&watch_id) else {
@@ -117,17 +119,13 @@ impl StreamQueue {
         let index = usize::try_from(seq - first_seq).expect("open entries are queued");
         let entry = &mut self.entries[index];
         debug_assert!(!entry.split && entry.response.watch_id == watch_id);
-        if entry.response.events.len() + events.len() > WATCH_SYNC_RESPONSE_EVENTS_MAX {
-            // Full: later events go into a new response, which becomes the open one.
+        let follows = entry.response.events.last().is_none_or(|last| first_revision > event_main(last));
+        if !follows || entry.response.events.len() + events.len() > WATCH_SYNC_RESPONSE_EVENTS_MAX {
+            // Later events go into a new response, which becomes the open one.
             self.open.remove(&watch_id);
             return Err(events);
         }
-        let queued = entry.response.events.len();
         entry.response.events.extend(events);
-        debug_assert!(
-            entry.response.events.get(queued).map(event_main) > entry.response.events[..queued].last().map(event_main),
-            "coalesced events must follow those queued"
-        );
         let header = entry.response.header.get_or_insert_with(Default::default);
         header.revision = header.revision.max(header_revision);
         Ok(())
@@ -302,13 +300,14 @@ mod tests {
         let mut q = StreamQueue::default();
         q.push_events(1, 5, vec![event_at(5)], false);
         q.push_events(2, 5, vec![event_at(5)], false);
-        assert!(q.coalesce(1, 6, std::iter::once(event_at(6))).is_ok());
-        assert!(q.coalesce(2, 6, vec![event_at(6)].into_iter()).is_ok());
-        assert!(q.coalesce(3, 6, std::iter::once(event_at(6))).is_err(), "no response of watcher 3 waits");
+        assert!(q.coalesce(1, 6, 6, std::iter::once(event_at(6))).is_ok());
+        assert!(q.coalesce(2, 6, 6, vec![event_at(6)].into_iter()).is_ok());
+        assert!(q.coalesce(3, 6, 6, std::iter::once(event_at(6))).is_err(), "no response of watcher 3 waits");
+        assert!(q.coalesce(1, 6, 6, std::iter::once(event_at(6))).is_err(), "revision 6 again: not hidden inside");
         assert_eq!(q.len(), 2);
         let first = q.pop(usize::MAX).unwrap();
         assert_eq!((first.watch_id, first.header.unwrap().revision, revisions(&first)), (1, 6, vec![5, 6]));
-        assert!(q.coalesce(1, 7, std::iter::once(event_at(7))).is_err(), "a sent response takes nothing more");
+        assert!(q.coalesce(1, 7, 7, std::iter::once(event_at(7))).is_err(), "a sent response takes nothing more");
         let second = q.pop(usize::MAX).unwrap();
         assert_eq!((second.watch_id, revisions(&second)), (2, vec![5, 6]));
     }
@@ -318,7 +317,7 @@ mod tests {
         let mut q = StreamQueue::default();
         q.push_events(1, 5, vec![event_at(5)], false);
         q.push(progress(5), false);
-        assert!(q.coalesce(1, 6, std::iter::once(event_at(6))).is_err(), "closed by the progress notification");
+        assert!(q.coalesce(1, 6, 6, std::iter::once(event_at(6))).is_err(), "closed by the progress notification");
         q.push_events(1, 6, vec![event_at(6)], false);
         let sent: Vec<WatchResponse> = std::iter::from_fn(|| q.pop(usize::MAX)).collect();
         let order: Vec<(i64, Vec<i64>)> = sent.iter().map(|r| (r.watch_id, revisions(r))).collect();
@@ -331,12 +330,15 @@ mod tests {
         q.push_events(1, 1, vec![event_at(1)], false);
         q.push_events(2, 1, vec![event_at(1)], false);
         let mut revision = 1;
-        while q.coalesce(1, revision + 1, std::iter::once(event_at(revision + 1))).is_ok() {
+        while q.coalesce(1, revision + 1, revision + 1, std::iter::once(event_at(revision + 1))).is_ok() {
             revision += 1;
         }
         assert_eq!(revision as usize, WATCH_SYNC_RESPONSE_EVENTS_MAX);
         q.push_events(1, revision + 1, vec![event_at(revision + 1)], false);
-        assert!(q.coalesce(1, revision + 2, std::iter::once(event_at(revision + 2))).is_ok(), "the new one is open");
+        assert!(
+            q.coalesce(1, revision + 2, revision + 2, std::iter::once(event_at(revision + 2))).is_ok(),
+            "the new one is open"
+        );
         let sent: Vec<WatchResponse> = std::iter::from_fn(|| q.pop(usize::MAX)).collect();
         let headers: Vec<i64> = sent.iter().map(|r| r.header.unwrap().revision).collect();
         // Watcher 2's response (events at 1) follows one with header 1000: raised, not back.
