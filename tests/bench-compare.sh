@@ -74,10 +74,11 @@ else
   rss_streams=100
 fi
 
-# start_cluster KIND N BASE_PORT: N members of etcd or detcd, member i with client port
-# BASE+10*i and peer port BASE+10*i+1; sets $endpoints and appends to $pids and $server_pids.
+# start_cluster KIND N BASE_PORT [TAG]: N members of etcd or detcd, member i with client port
+# BASE+10*i and peer port BASE+10*i+1, data under a directory named after KIND, N and TAG;
+# sets $endpoints and appends to $pids and $server_pids.
 start_cluster() {
-  local kind=$1 n=$2 base=$3 i port cluster="" client peer
+  local kind=$1 n=$2 base=$3 tag=${4:-} i port cluster="" client peer
   endpoints=""
   server_pids=""
   for ((i = 0; i < n; i++)); do
@@ -93,13 +94,13 @@ start_cluster() {
   for ((i = 0; i < n; i++)); do
     client=http://127.0.0.1:$((base + 10 * i))
     peer=http://127.0.0.1:$((base + 10 * i + 1))
-    local flags=(--name "m$i" --data-dir "$work/$kind-$n-m$i" --listen-client-urls "$client"
+    local flags=(--name "m$i" --data-dir "$work/$kind-$n$tag-m$i" --listen-client-urls "$client"
       --advertise-client-urls "$client" --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer"
       --initial-cluster "$cluster" --initial-cluster-state new)
     if [ "$kind" = etcd ]; then
-      etcd "${flags[@]}" >"$work/$kind-$n-m$i.log" 2>&1 &
+      etcd "${flags[@]}" >"$work/$kind-$n$tag-m$i.log" 2>&1 &
     else
-      "$detcd_bin" "${flags[@]}" --log-level warn >"$work/$kind-$n-m$i.log" 2>&1 &
+      "$detcd_bin" "${flags[@]}" --log-level warn >"$work/$kind-$n$tag-m$i.log" 2>&1 &
     fi
     pids+=($!)
     server_pids+="${server_pids:+,}$!"
@@ -116,7 +117,7 @@ start_cluster() {
     sleep 0.5
   done
   echo "$kind with $n members did not become ready; its logs:" >&2
-  tail -n 20 "$work/$kind-$n-"*.log >&2
+  tail -n 20 "$work/$kind-$n$tag-"*.log >&2
   exit 1
 }
 
@@ -189,7 +190,21 @@ for n in "${sizes[@]}"; do
   for server in etcd detcd; do
     run "$server" watch-latency --conns 4 watch-latency --streams 10 --watchers-per-stream 10 --put-total "$latency_puts" --put-rate 100 --val-size 256
   done
-  # Last, as the watchers' memory may stay with the server after they are gone.
+  # Last, as the watchers' memory may stay with the server after they are gone. This one
+  # measures the watchers on top of everything the load before left in memory (detcd keeps
+  # every version of every key in memory until compaction, etcd in bbolt's page cache, which
+  # RSS counts only in part), so it is given as a second row, labelled "after the load".
+  for server in etcd detcd; do
+    run "$server" watch-rss-loaded --conns 10 --clients 1 watch --streams "$rss_streams" --watch-per-stream 1000 --put-total 0 --key-size 8
+  done
+  stop_servers
+  # The watchers alone: a fresh pair of clusters (new data directories and ports), nothing
+  # written but the readiness probe.
+  echo "== $n member(s): fresh etcd and detcd for the watchers' memory" >&2
+  start_cluster etcd "$n" 13379 -fresh
+  etcd_endpoints=$endpoints etcd_pids=$server_pids
+  start_cluster detcd "$n" 23379 -fresh
+  detcd_endpoints=$endpoints detcd_pids=$server_pids
   for server in etcd detcd; do
     run "$server" watch-rss --conns 10 --clients 1 watch --streams "$rss_streams" --watch-per-stream 1000 --put-total 0 --key-size 8
   done
@@ -212,8 +227,10 @@ for n in "${sizes[@]}"; do
     row "watch, 1,000 watchers of one key: events/s delivered" watch per_s 1
     row "watch-latency, 100 watchers: p50 put-to-event, ms (lower is better)" watch-latency p50 1
     row "watch-latency, 100 watchers: p99 put-to-event, ms (lower is better)" watch-latency p99 1
-    row "server RSS before the watchers, MiB (lower is better)" watch-rss server_rss_kib_before_watchers 1024
-    row "server RSS with $watchers watchers, MiB (lower is better)" watch-rss server_rss_kib_with_watchers 1024
+    row "server RSS before the watchers, fresh server, MiB (lower is better)" watch-rss server_rss_kib_before_watchers 1024
+    row "server RSS with $watchers watchers, fresh server, MiB (lower is better)" watch-rss server_rss_kib_with_watchers 1024
+    row "server RSS before the watchers, after the load above, MiB (lower is better)" watch-rss-loaded server_rss_kib_before_watchers 1024
+    row "server RSS with $watchers watchers, after the load above, MiB (lower is better)" watch-rss-loaded server_rss_kib_with_watchers 1024
   )")
 done
 

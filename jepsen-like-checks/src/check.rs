@@ -25,7 +25,7 @@ use std::str::FromStr;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::history::{KeyValue, Operation, Outcome, Request, Response, TxnOp, TxnOpResponse};
+use crate::history::{CompareTarget, KeyValue, Operation, Outcome, Request, Response, TxnOp, TxnOpResponse};
 use crate::linearizability::{self, CheckOptions, CheckResult, Op};
 use crate::models::{EtcdModel, HistoryModel, RegisterModel};
 
@@ -160,6 +160,8 @@ pub fn check_with<M: HistoryModel>(
     let mut unused_lease_ops_dropped = 0;
     let pins = observed_by(ops);
     let referenced = referenced_leases(ops);
+    let compared_values = compared_values(ops);
+    let mut classes: BTreeMap<(u8, &[u8], &[u8], i64), u64> = BTreeMap::new();
     let mut searched = Vec::with_capacity(ops.len());
     for (id, op) in ops.iter().enumerate() {
         // A history built in code has not been through the reader: validate here too, since
@@ -193,6 +195,13 @@ pub fn check_with<M: HistoryModel>(
             }
             Outcome::Failed => unreachable!("dropped above"),
         };
+        let interchangeable = match (return_ns, interchangeable_class(&op.op, &pins, &compared_values)) {
+            (None, Some(class)) => {
+                let next = classes.len() as u64;
+                Some(*classes.entry(class).or_insert(next))
+            }
+            _ => None,
+        };
         searched.push(Op {
             id,
             client: op.client,
@@ -200,6 +209,7 @@ pub fn check_with<M: HistoryModel>(
             return_ns,
             input: op.op.clone(),
             output: op.output.clone(),
+            interchangeable,
         });
     }
     let lease_expiries = lease_expiries(ops, &referenced)?;
@@ -217,6 +227,7 @@ pub fn check_with<M: HistoryModel>(
             return_ns: None,
             input: expiry,
             output: None,
+            interchangeable: None,
         });
     }
     let result = linearizability::check(model, searched, options);
@@ -412,6 +423,45 @@ fn shown(response: &Response) -> Vec<&KeyValue> {
         _ => {}
     }
     kvs
+}
+
+/// The class of indeterminate operations `request` is interchangeable with, if any (see
+/// [`crate::linearizability`], "Interchangeable indeterminate operations"): no other operation
+/// of the history can tell apart two of one class once they took effect.
+///
+/// - A put whose value nobody can see: written by this request alone, shown by no response, and
+///   compared by no txn. Puts of one key and lease then differ only in that value (their
+///   `prev_kv` changes only their own output, which is unknown).
+/// - Deletes of the same keys: the same request but for `prev_kv`.
+fn interchangeable_class<'h>(
+    request: &'h Request,
+    pins: &BTreeMap<KeyAndValue<'h>, Option<u64>>,
+    compared_values: &BTreeSet<&[u8]>,
+) -> Option<(u8, &'h [u8], &'h [u8], i64)> {
+    match request {
+        Request::Put(p) => {
+            let unseen = pins.get(&(p.key.as_slice(), p.value.as_slice())) == Some(&None)
+                && !compared_values.contains(p.value.as_slice());
+            unseen.then_some((0, p.key.as_slice(), &[][..], p.lease))
+        }
+        Request::Delete(d) => Some((1, d.key.as_slice(), d.range_end.as_slice(), 0)),
+        _ => None,
+    }
+}
+
+/// Every value some txn compares a key with (in any outcome: a compare's request says it).
+fn compared_values(ops: &[Operation]) -> BTreeSet<&[u8]> {
+    let mut values = BTreeSet::new();
+    for op in ops {
+        if let Request::Txn(t) = &op.op {
+            for c in &t.compare {
+                if let CompareTarget::Value(v) = &c.target {
+                    values.insert(v.as_slice());
+                }
+            }
+        }
+    }
+    values
 }
 
 /// For each (key, value) written by exactly one request of the history, the earliest return of

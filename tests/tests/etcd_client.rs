@@ -358,6 +358,72 @@ async fn a_thousand_watchers_on_one_stream() {
     eprintln!("1000 watchers created in {created_in:?}; {events} events in {} answers", got.len());
 }
 
+/// A client that does not read its watch stream while the writes come: every watcher on it
+/// still gets every event, in order, exactly once, and in far fewer answers than events — the
+/// member puts a waiting watcher's later events into its answer not yet sent (or, once the
+/// stream is full, catches the watcher up from the store in batches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_stream_read_late_gets_every_event_once_in_order_in_fewer_answers() {
+    const WATCHERS: usize = 50;
+    const WRITES: usize = 200;
+    let c = Cluster::start(1, "rs-watch-late");
+    let mut client = connect(&c.members[0].endpoint()).await;
+    let (mut requests, mut responses) = client.watch("late", None).await.expect("open a watch stream").split();
+    for _ in 1..WATCHERS {
+        requests.watch("late", None).await.expect("send a create request");
+    }
+    let mut ids = Vec::with_capacity(WATCHERS);
+    while ids.len() < WATCHERS {
+        let r = next_watch(&mut responses).await;
+        assert!(r.created() && !r.canceled(), "answer to a create: {r:?}");
+        ids.push(r.watch_id());
+    }
+
+    // 1 KiB values: 50 watchers x 200 writes is 10 MB of events, far beyond what the
+    // transport buffers while nobody reads, so the member has to hold events back.
+    let mut expected: Vec<(String, i64)> = Vec::with_capacity(WRITES);
+    for n in 0..WRITES {
+        let value = format!("{n:06}{}", "x".repeat(1024));
+        let r = rev(client.put("late", value.clone(), None).await.expect("put").header());
+        expected.push((value, r));
+    }
+
+    let mut per_watcher: HashMap<i64, Vec<(String, i64)>> = HashMap::new();
+    let mut answers = 0;
+    let mut last_header = 0;
+    let complete = |per: &HashMap<i64, Vec<(String, i64)>>| {
+        ids.iter().all(|id| per.get(id).is_some_and(|events| events.len() >= WRITES))
+    };
+    while !complete(&per_watcher) {
+        let r = next_watch(&mut responses).await;
+        answers += 1;
+        assert!(!r.created() && !r.canceled() && !r.events().is_empty(), "only events: {r:?}");
+        assert!(rev(r.header()) >= last_header, "header revisions never go back on a stream");
+        last_header = rev(r.header());
+        assert!(ids.contains(&r.watch_id()), "events under an unknown watch id: {r:?}");
+        let events = per_watcher.entry(r.watch_id()).or_default();
+        for e in r.events() {
+            let kv = e.kv().expect("an event's key-value");
+            assert_eq!(e.event_type(), EventType::Put);
+            events.push((text(kv.value()), kv.mod_revision()));
+        }
+    }
+    // Anything more (a duplicate, a stray) arrives shortly.
+    if let Ok(Ok(Some(r))) = tokio::time::timeout(Duration::from_millis(300), responses.message()).await {
+        panic!("an answer after every event was delivered: {r:?}");
+    }
+    for id in &ids {
+        assert!(per_watcher[id] == expected, "watch id {id}: every event, in order, once");
+    }
+    assert!(
+        answers * 2 < WATCHERS * WRITES,
+        "{answers} answers for {} events: a late reader gets them gathered",
+        WATCHERS * WRITES
+    );
+    drop(requests);
+    eprintln!("{} events in {answers} answers", WATCHERS * WRITES);
+}
+
 /// A watch from a past revision replays history with previous key-values, then live events; a
 /// cancelled watcher goes quiet; a watch below the compaction is cancelled with its revision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

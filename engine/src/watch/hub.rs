@@ -54,10 +54,12 @@ enum Group {
 
 #[derive(Debug)]
 struct Watcher {
-    /// etcd's encoding (see [`KeyRange`]): `range_end` empty = `key` alone, `"\0"` = from
-    /// `key` on. An empty request key has been replaced by `"\0"`, as etcd does.
+    /// etcd's encoding (see [`KeyRange`]): no `range_end` = `key` alone, `"\0"` = from `key`
+    /// on. An empty request key has been replaced by `"\0"`, as etcd does. The range end is
+    /// boxed: most watchers watch one key, and every byte of a watcher counts 100,000 times
+    /// over (its map entry is 24 bytes smaller).
     key: Bytes,
-    range_end: Bytes,
+    range_end: Option<Box<Bytes>>,
     /// The first revision whose events the watcher wants (a request's 0 resolved to
     /// `current + 1` at creation).
     start_revision: i64,
@@ -77,21 +79,40 @@ struct Watcher {
 
 impl Watcher {
     fn range(&self) -> KeyRange<'_> {
-        KeyRange::new(&self.key, &self.range_end)
+        KeyRange::new(&self.key, self.range_end())
+    }
+
+    /// Empty for a single key.
+    fn range_end(&self) -> &[u8] {
+        self.range_end.as_deref().map_or(&[], |end| &end[..])
     }
 
     fn is_single_key(&self) -> bool {
-        self.range_end.is_empty()
+        self.range_end.is_none()
+    }
+
+    /// Whether a filter of the watcher drops the event.
+    fn filters_out(&self, event: &Event) -> bool {
+        let is_put = event.r#type == EventType::Put as i32;
+        (is_put && self.no_put) || (!is_put && self.no_delete)
     }
 
     /// The event as this watcher receives it, or `None` if a filter drops it. `prev_kv` is
-    /// kept only if the watcher asked for it.
+    /// copied only if the watcher asked for it: each copy costs reference-count updates on
+    /// the shared key and value, once per watcher per event.
     fn view(&self, event: &Event) -> Option<Event> {
-        let is_put = event.r#type == EventType::Put as i32;
-        if (is_put && self.no_put) || (!is_put && self.no_delete) {
+        if self.filters_out(event) {
             return None;
         }
-        let mut event = event.clone();
+        let prev_kv = if self.prev_kv { event.prev_kv.clone() } else { None };
+        Some(Event { r#type: event.r#type, kv: event.kv.clone(), prev_kv })
+    }
+
+    /// [`view`](Self::view) of an event the caller owns (no copy).
+    fn view_owned(&self, mut event: Event) -> Option<Event> {
+        if self.filters_out(&event) {
+            return None;
+        }
         if !self.prev_kv {
             event.prev_kv = None;
         }
@@ -275,8 +296,16 @@ impl WatchHub {
                 false,
             );
         };
-        // Copied out of the request, so that a long-lived watcher never pins a request buffer.
-        let key = if req.key.is_empty() { Bytes::from_static(b"\0") } else { Bytes::copy_from_slice(&req.key) };
+        // Copied out of the request, so that a long-lived watcher never pins a request buffer;
+        // shared with the synced watchers of the same key when there are some (many watchers
+        // of one key are the common case: one copy, not one allocation per watcher).
+        let key = if req.key.is_empty() {
+            Bytes::from_static(b"\0")
+        } else if let Some((shared, _)) = self.synced_keys.get_key_value(&req.key[..]) {
+            shared.clone()
+        } else {
+            Bytes::copy_from_slice(&req.key)
+        };
         let range_end = Bytes::copy_from_slice(&req.range_end);
         if req.start_revision < 0 {
             refuse(st, Error::Compacted.message());
@@ -303,7 +332,7 @@ impl WatchHub {
             let filter = |f: FilterType| req.filters.contains(&(f as i32));
             let watcher = Watcher {
                 key,
-                range_end,
+                range_end: if range_end.is_empty() { None } else { Some(Box::new(range_end)) },
                 start_revision,
                 // Placed by `enter` below.
                 group: Group::Synced,
@@ -390,36 +419,59 @@ impl WatchHub {
         assert!(events.iter().all(|e| event_main(e) == revision), "events of revision {revision} only");
         self.current_revision = revision;
 
-        let mut batches: BTreeMap<WatcherRef, Vec<Event>> = BTreeMap::new();
-        for event in events {
+        if let [event] = events {
+            // One event (a put, a delete of one key: the common write): each matching watcher
+            // gets it as it is, without gathering per watcher first.
             let key = &event.kv.as_ref().expect("events carry a kv").key;
             let single = self.synced_keys.get(key).into_iter().flatten();
             let ranges = self.synced_ranges.iter().filter(|r| self.watchers[r].range().contains(key));
-            for r in single.chain(ranges) {
-                if let Some(view) = self.watchers[r].view(event) {
-                    batches.entry(*r).or_default().push(view);
+            let targets: Vec<WatcherRef> = single.chain(ranges).copied().collect();
+            for r in targets {
+                let Some(view) = self.watchers[&r].view(event) else { continue };
+                self.deliver(r, revision, std::iter::once(view));
+            }
+        } else {
+            let mut batches: BTreeMap<WatcherRef, Vec<Event>> = BTreeMap::new();
+            for event in events {
+                let key = &event.kv.as_ref().expect("events carry a kv").key;
+                let single = self.synced_keys.get(key).into_iter().flatten();
+                let ranges = self.synced_ranges.iter().filter(|r| self.watchers[r].range().contains(key));
+                for r in single.chain(ranges) {
+                    if let Some(view) = self.watchers[r].view(event) {
+                        batches.entry(*r).or_default().push(view);
+                    }
                 }
             }
-        }
-        for (r, events) in batches {
-            let st = self.streams.get_mut(&r.0).expect("a watcher's stream exists");
-            if st.has_event_room() {
-                let w = self.watchers.get_mut(&r).expect("batched watchers exist");
-                w.idle = false;
-                st.queue.push(
-                    WatchResponse { header: header(revision), watch_id: r.1, events, ..Default::default() },
-                    w.fragment,
-                );
-                self.mark_ready(r.0);
-            } else {
-                // The stream is full: fall back to the store, from this very revision.
-                self.leave(r);
-                self.enter(r, Group::Unsynced, revision);
+            for (r, events) in batches {
+                self.deliver(r, revision, events.into_iter());
             }
         }
         // Future watchers starting at the next revision are now simply synced. (None starts at
         // this one: it was promoted when the store reached the revision before.)
         self.promote_future();
+    }
+
+    /// A synced watcher's events of `revision`: into its response still waiting (see
+    /// `StreamQueue`), else into a new one if its stream has room, else nowhere — the watcher
+    /// falls back to the store, from this very revision.
+    fn deliver<I: ExactSizeIterator<Item = Event>>(&mut self, r: WatcherRef, revision: i64, events: I) {
+        let st = self.streams.get_mut(&r.0).expect("a watcher's stream exists");
+        let w = self.watchers.get_mut(&r).expect("delivered watchers exist");
+        let events = match st.queue.coalesce(r.1, revision, revision, events) {
+            Ok(()) => {
+                w.idle = false;
+                return;
+            }
+            Err(events) => events,
+        };
+        if st.has_event_room() {
+            w.idle = false;
+            st.queue.push_events(r.1, revision, events.collect(), w.fragment);
+            self.ready.insert(r.0);
+        } else {
+            self.leave(r);
+            self.enter(r, Group::Unsynced, revision);
+        }
     }
 
     /// The store was replaced wholesale (a raft snapshot installed) and is now at a revision
@@ -534,7 +586,7 @@ impl WatchHub {
         } else {
             after
         };
-        let result = store.events_in(&w.key, &w.range_end, after, current, WATCH_SYNC_RESPONSE_EVENTS_MAX);
+        let result = store.events_in(&w.key, w.range_end(), after, current, WATCH_SYNC_RESPONSE_EVENTS_MAX);
         let st = self.streams.get_mut(&r.0).expect("a watcher's stream exists");
         match result {
             Err(Error::Compacted) => {
@@ -562,7 +614,7 @@ impl WatchHub {
                 };
                 assert!(covered > after && covered <= current);
                 let w = self.watchers.get_mut(&r).expect("watcher exists");
-                let events: Vec<Event> = events.iter().filter_map(|e| w.view(e)).collect();
+                let events: Vec<Event> = events.into_iter().filter_map(|e| w.view_owned(e)).collect();
                 // The canary: a catch-up that reached the present sends its last revision again.
                 #[cfg(feature = "canary")]
                 let resend_from = events
@@ -571,10 +623,10 @@ impl WatchHub {
                     .filter(|&last| crate::canary::on(crate::canary::Canary::WatchResend) && after + 1 < last);
                 if !events.is_empty() {
                     w.idle = false;
-                    st.queue.push(
-                        WatchResponse { header: header(current), watch_id: r.1, events, ..Default::default() },
-                        w.fragment,
-                    );
+                    let first = event_main(&events[0]);
+                    if let Err(events) = st.queue.coalesce(r.1, current, first, events.into_iter()) {
+                        st.queue.push_events(r.1, current, events.collect(), w.fragment);
+                    }
                     self.mark_ready(r.0);
                 }
                 self.leave(r);

@@ -32,10 +32,14 @@
 //! 4. **Responses.** [`ready_streams`](WatchHub::ready_streams) lists the streams with
 //!    responses queued; [`poll_response`](WatchHub::poll_response) takes the next one of a
 //!    stream, **when that stream's client can take it** (its gRPC send is ready). A client that
-//!    reads slowly is simply polled less: its queue fills up to
-//!    [`WATCH_STREAM_RESPONSES_MAX`](crate::limits::WATCH_STREAM_RESPONSES_MAX) and its
-//!    watchers fall back to catching up from the store, which loses nothing as long as the
-//!    history they need is not compacted. Writes are never blocked or refused for watchers.
+//!    reads slowly is simply polled less: a watcher's response still waiting takes its later
+//!    events (whole revisions, up to
+//!    [`WATCH_SYNC_RESPONSE_EVENTS_MAX`](crate::limits::WATCH_SYNC_RESPONSE_EVENTS_MAX)
+//!    events), the queue fills up to
+//!    [`WATCH_STREAM_RESPONSES_MAX`](crate::limits::WATCH_STREAM_RESPONSES_MAX) responses, and
+//!    watchers that find no room fall back to catching up from the store, which loses nothing
+//!    as long as the history they need is not compacted. Writes are never blocked or refused
+//!    for watchers.
 //!
 //! Response headers carry only `revision`; the driver fills `cluster_id`, `member_id` and
 //! `raft_term` on the way out.
@@ -87,6 +91,11 @@
 //! - One FIFO per stream carries replies and events alike (etcd has a control channel and
 //!   buffers events of ids not yet announced); the order on the wire is the order of the
 //!   queue, and a reply waits for the events queued before it.
+//! - A synced watcher whose previous response is still queued (its client reads slower than
+//!   the writes come) gets its next revisions appended to that response, header revision
+//!   raised; etcd queues one response per revision for a synced watcher and gathers
+//!   revisions only when catching up. Fewer, larger responses cost the member and the client
+//!   less per event; every guarantee above holds (see `queue::StreamQueue`).
 //! - A watcher that falls behind is caught up from the store directly; etcd first retries
 //!   its held-back batch ("victims"). A catch-up response holds at most
 //!   [`WATCH_SYNC_RESPONSE_EVENTS_MAX`](crate::limits::WATCH_SYNC_RESPONSE_EVENTS_MAX)

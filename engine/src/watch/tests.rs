@@ -151,6 +151,18 @@ impl World {
         out
     }
 
+    /// Fills the empty `stream`'s queue to its bound: [`WATCH_STREAM_RESPONSES_MAX`] new
+    /// watchers of `key`, one write of `key`, one events response each. A watcher without a
+    /// response waiting then finds no room for its next one (a response waiting takes its
+    /// watcher's later events: see `StreamQueue`).
+    fn fill_queue(&mut self, stream: StreamId, key: &str) {
+        for _ in 0..WATCH_STREAM_RESPONSES_MAX {
+            self.watch(stream, watch_req(key, "", 0));
+        }
+        self.put(key, "filler");
+        assert_eq!(self.hub.queued_responses(stream), WATCH_STREAM_RESPONSES_MAX);
+    }
+
     /// Drains `stream` completely, syncing as the hub asks, and returns what it got.
     fn drain(&mut self, stream: StreamId) -> Vec<WatchResponse> {
         let mut out = Vec::new();
@@ -269,7 +281,8 @@ fn events_are_filtered_and_carry_prev_kv_only_when_asked() {
     let delete = &events_of(&got, plain)[1];
     let kv = delete.kv.as_ref().unwrap();
     assert_eq!((kv.version, kv.create_revision, kv.value.len()), (0, 0, 0));
-    assert!(got.iter().all(|r| r.header.as_ref().unwrap().revision == rev_of(&r.events[0])));
+    // The revisions not yet read went into one response per watcher, headed by its last.
+    assert!(got.iter().all(|r| r.header.as_ref().unwrap().revision >= rev_of(r.events.last().unwrap())));
 }
 
 #[test]
@@ -298,14 +311,15 @@ fn a_revision_arrives_whole_in_one_response() {
     let mut w = World::new();
     let id = w.watch(1, watch_req("", "\0", 0)).watch_id;
     w.put("x", "0");
+    assert_eq!(w.poll_all(1).len(), 1);
     let rev = w.txn(vec![
         request_op::Request::RequestPut(put_req("a", "1")),
         request_op::Request::RequestPut(put_req("b", "2")),
         request_op::Request::RequestDeleteRange(del_req("x", "")),
     ]);
     let got = w.poll_all(1);
-    assert_eq!(got.len(), 2);
-    let txn = &got[1];
+    assert_eq!(got.len(), 1);
+    let txn = &got[0];
     assert_eq!((txn.watch_id, txn.header.as_ref().unwrap().revision), (id, rev));
     let keys: Vec<&[u8]> = txn.events.iter().map(key_of).collect();
     assert_eq!(keys, [b"a".as_slice(), b"b", b"x"], "sub-revision order");
@@ -330,8 +344,8 @@ fn a_past_start_revision_catches_up_from_the_store_then_follows_writes() {
     assert_eq!(w.hub.unsynced_count(), 0);
     w.put("k", "synced"); // 8
     let got = w.poll_all(1);
-    assert_eq!(got.len(), 2, "one catch-up response, then one per write");
-    assert_eq!(got[0].header.as_ref().unwrap().revision, 7);
+    assert_eq!(got.len(), 1, "the write's events joined the catch-up response, still unread");
+    assert_eq!(got[0].header.as_ref().unwrap().revision, 8);
     assert_eq!(events_of(&got, created.watch_id), w.expected(&req, 3, 8));
 }
 
@@ -455,8 +469,13 @@ fn a_slow_stream_never_blocks_writes_and_later_catches_up_without_loss_or_duplic
     // etcd #17529: events were lost when a stream starved.
     let mut w = World::new();
     let req = WatchCreateRequest { prev_kv: true, ..watch_req("", "\0", 0) };
-    let slow = w.watch(1, req.clone()).watch_id;
     let fast = w.watch(2, req.clone()).watch_id;
+    // The slow stream is full before its watcher is created, so that the watcher has no
+    // response waiting to take its events: it finds no room at once.
+    w.fill_queue(1, "filler");
+    let start = w.store.current_revision() + 1;
+    let slow = 1000;
+    w.create(1, WatchCreateRequest { watch_id: slow, ..req.clone() });
     let writes = 3 * WATCH_STREAM_RESPONSES_MAX;
     let mut fast_got = Vec::new();
     for i in 0..writes {
@@ -468,17 +487,52 @@ fn a_slow_stream_never_blocks_writes_and_later_catches_up_without_loss_or_duplic
         w.sync_ready();
     }
     let current = w.store.current_revision();
-    assert_eq!(w.hub.queued_responses(1), WATCH_STREAM_RESPONSES_MAX, "the slow stream's queue stops at its bound");
+    assert_eq!(
+        w.hub.queued_responses(1),
+        WATCH_STREAM_RESPONSES_MAX + 1,
+        "the slow stream's queue stops at its bound (and the created reply)"
+    );
     assert_eq!(w.hub.unsynced_count(), 1, "its watcher fell back to the store");
     assert_eq!(w.hub.next_deadline(), None, "nothing to do until the slow client reads");
     assert_eq!(events_of(&fast_got, fast), w.expected(&req, 2, current));
 
     let slow_got = w.drain(1);
     assert_eq!(w.hub.unsynced_count(), 0);
-    assert_eq!(events_of(&slow_got, slow), w.expected(&req, 2, current));
+    assert_eq!(events_of(&slow_got, slow), w.expected(&req, start, current));
     // Still in step with new writes.
     w.put("after", "1");
     assert_eq!(events_of(&w.poll_all(1), slow).len(), 1);
+}
+
+#[test]
+fn a_slow_reader_gets_every_event_once_in_order_in_fewer_responses() {
+    // 100 watchers of one key on one stream, whose client takes one response per write while
+    // each write has an event for all 100: their responses wait, and take the later events.
+    let mut w = World::new();
+    let watchers = 100;
+    let writes = 1000;
+    let req = WatchCreateRequest { prev_kv: true, ..watch_req("k", "", 0) };
+    let ids: Vec<WatchId> = (0..watchers).map(|_| w.watch(1, req.clone()).watch_id).collect();
+    let start = w.store.current_revision() + 1;
+    let mut got = Vec::new();
+    for i in 0..writes {
+        w.put("k", &i.to_string());
+        got.extend(w.hub.poll_response(1));
+        w.sync_ready();
+        assert!(w.hub.queued_responses(1) <= watchers, "at most one response waits per watcher");
+    }
+    assert_eq!(w.hub.unsynced_count(), 0, "no watcher had to fall back to the store");
+    got.extend(w.drain(1));
+    let current = w.store.current_revision();
+    for id in ids {
+        // Every event, once, in order, with its prev_kv, and no revision split.
+        assert_eq!(events_of(&got, id), w.expected(&req, start, current), "watcher {id}");
+    }
+    assert!(got.iter().all(|r| r.events.len() <= WATCH_SYNC_RESPONSE_EVENTS_MAX));
+    let headers: Vec<i64> = got.iter().map(|r| r.header.as_ref().unwrap().revision).collect();
+    assert!(headers.windows(2).all(|h| h[0] <= h[1]), "header revisions never go back");
+    // One response per write read, plus what waited at the end: not one per watcher per write.
+    assert!(got.len() <= writes + watchers, "{} responses for {} events", got.len(), watchers * writes);
 }
 
 #[test]
@@ -486,7 +540,14 @@ fn a_slow_stream_whose_history_is_compacted_is_canceled_with_compact_revision() 
     let mut w = World::new();
     let req = watch_req("k", "", 0);
     let id = w.watch(1, req.clone()).watch_id;
-    for i in 0..WATCH_STREAM_RESPONSES_MAX + 5 {
+    w.put("k", "first"); // 2: queued, unread
+                         // Replies queued behind its waiting response fill the stream and close that response to
+                         // more events (no event may overtake a reply): the next write finds no room.
+    for _ in 1..WATCH_STREAM_RESPONSES_MAX {
+        w.create(1, watch_req("f", "", 0));
+    }
+    assert_eq!(w.hub.queued_responses(1), WATCH_STREAM_RESPONSES_MAX);
+    for i in 0..5 {
         w.put("k", &i.to_string());
     }
     assert_eq!(w.hub.unsynced_count(), 1);
@@ -498,17 +559,13 @@ fn a_slow_stream_whose_history_is_compacted_is_canceled_with_compact_revision() 
     // What arrived before the cancel is gap-free from the start.
     let events = events_of(&got, id);
     assert_eq!(events, w.expected(&req, 2, rev_of(events.last().unwrap())));
-    assert_eq!(w.hub.watcher_count(), 0);
+    assert_eq!(w.hub.watcher_count(), WATCH_STREAM_RESPONSES_MAX - 1, "only the other watchers are left");
 }
 
 #[test]
 fn requests_are_accepted_while_there_is_room_for_their_replies() {
     let mut w = World::new();
-    w.watch(1, watch_req("k", "", 0));
-    for i in 0..WATCH_STREAM_RESPONSES_MAX + 1 {
-        w.put("k", &i.to_string());
-    }
-    assert_eq!(w.hub.queued_responses(1), WATCH_STREAM_RESPONSES_MAX);
+    w.fill_queue(1, "k");
     let mut replies = 0;
     while w.hub.accepts_requests(1) {
         w.create(1, watch_req("k", "", 0));
