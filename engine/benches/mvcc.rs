@@ -7,8 +7,6 @@
 //! Memory is measured exactly, by a counting global allocator: the bytes live on the heap
 //! after loading, divided by the number of keys.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -17,28 +15,11 @@ use detcd_proto::etcdserverpb::{CompactionRequest, PutRequest, RangeRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-struct Counting;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "../tests/support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const VALUE_BYTES: usize = 256;
 
@@ -61,14 +42,14 @@ fn main() {
     println!("| operation | ops | seconds | ops/s |");
     println!("|---|---|---|---|");
 
-    let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+    let heap_before = counting_alloc::live_bytes();
     let started = Instant::now();
     for i in 0..keys {
         let req = PutRequest { key: key(i), value: value.clone(), ..Default::default() };
         store.put(&req, &NoLeases).expect("put");
     }
     report("put, new keys (store growing to N)", keys, started);
-    let heap_bytes = LIVE_BYTES.load(Ordering::Relaxed) - heap_before;
+    let heap_bytes = counting_alloc::live_bytes() - heap_before;
 
     let overwrites = keys / 5;
     let started = Instant::now();

@@ -7,37 +7,17 @@
 //! measured when it was written plus a margin, so that a change that makes every watcher
 //! fatter shows up here rather than in a benchmark run nobody looks at.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use bytes::Bytes;
 use detcd_engine::mvcc::{NoLeases, Store};
 use detcd_engine::time::{Duration, Instant};
 use detcd_engine::watch::WatchHub;
 use detcd_proto::etcdserverpb::{PutRequest, WatchCreateRequest};
 
-struct Counting;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const WATCHERS: usize = 100_000;
 const WATCHERS_PER_STREAM: usize = 1_000;
@@ -55,7 +35,7 @@ fn a_hundred_thousand_watchers_of_one_key_stay_within_their_bytes_per_watcher() 
     let now = Instant::from_nanos(1_000_000_000);
     let mut hub = WatchHub::new(now, Duration::from_secs(600), &store);
 
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = counting_alloc::live_bytes();
     for i in 0..WATCHERS {
         let stream = (i / WATCHERS_PER_STREAM) as u64;
         // Each request is a fresh buffer, as a decoded gRPC message is.
@@ -64,7 +44,7 @@ fn a_hundred_thousand_watchers_of_one_key_stay_within_their_bytes_per_watcher() 
         let created = hub.poll_response(stream).expect("a created reply");
         assert!(created.created && !created.canceled);
     }
-    let after = LIVE_BYTES.load(Ordering::Relaxed);
+    let after = counting_alloc::live_bytes();
     assert_eq!(hub.watcher_count(), WATCHERS);
     let per_watcher = (after - before) / WATCHERS;
     println!("{per_watcher} heap bytes per watcher ({} bytes for {WATCHERS} watchers)", after - before);
