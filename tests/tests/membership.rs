@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use detcd_tests::{etcdctl, free_port, ok, Cluster};
+use detcd_tests::{etcdctl, free_port, ok, Cluster, Member};
 
 /// How long each step may take to converge (elections, snapshots, publishing).
 const STEP_DEADLINE: Duration = Duration::from_secs(30);
@@ -15,6 +15,16 @@ fn eventually(c: &Cluster, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + STEP_DEADLINE;
     while !done() {
         assert!(Instant::now() < deadline, "{what} within {STEP_DEADLINE:?}\n{}", c.logs());
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Starts `member` and waits until it exits, as a member that must refuse to start does.
+fn refused_at_start(member: &mut Member, what: &str) {
+    member.start();
+    let deadline = Instant::now() + STEP_DEADLINE;
+    while !member.has_exited() {
+        assert!(Instant::now() < deadline, "{what} still runs:\n{}", member.log());
         std::thread::sleep(POLL);
     }
 }
@@ -65,12 +75,7 @@ fn a_learner_joins_is_promoted_and_a_removed_member_comes_back_under_a_new_id() 
     let initial_cluster = format!("{},stranger={stranger_peer}", founders.join(","));
     let stranger_client = format!("http://127.0.0.1:{}", free_port());
     let mut stranger = c.joiner("stranger", &stranger_client, &stranger_peer, "stranger", &initial_cluster);
-    stranger.start();
-    let deadline = Instant::now() + STEP_DEADLINE;
-    while !stranger.has_exited() {
-        assert!(Instant::now() < deadline, "a member nobody added still runs:\n{}", stranger.log());
-        std::thread::sleep(POLL);
-    }
+    refused_at_start(&mut stranger, "a member nobody added");
     // etcd compares the counts first: --initial-cluster names one member more than the cluster.
     assert!(stranger.log().contains("member count is unequal"), "{}", stranger.log());
 
@@ -87,16 +92,14 @@ fn a_learner_joins_is_promoted_and_a_removed_member_comes_back_under_a_new_id() 
     let m1_entry = format!("{}=", c.members[0].name);
     let short: Vec<&str> = initial_cluster.split(',').filter(|e| !e.starts_with(&m1_entry)).collect();
     let mut wrong = c.joiner("m4", &client_url, &peer_url, "m4-wrong", &short.join(","));
-    wrong.start();
-    let deadline = Instant::now() + STEP_DEADLINE;
-    while !wrong.has_exited() {
-        assert!(Instant::now() < deadline, "a joiner with a short --initial-cluster still runs:\n{}", wrong.log());
-        std::thread::sleep(POLL);
-    }
+    refused_at_start(&mut wrong, "a joiner with a short --initial-cluster");
     assert!(wrong.log().contains("member count is unequal"), "{}", wrong.log());
     drop(wrong);
     let mut m4 = c.joiner("m4", &client_url, &peer_url, "m4", &initial_cluster);
     m4.start();
+    // Until it is promoted and knows it, the learner refuses member RPCs (etcd's learner does):
+    // those go to the voters.
+    let voters = c.endpoints();
     c.members.push(m4);
     let m4_endpoint = c.members[3].endpoint();
     eventually(&c, "the learner caught up (serializable read on it)", || {
@@ -115,17 +118,17 @@ fn a_learner_joins_is_promoted_and_a_removed_member_comes_back_under_a_new_id() 
         );
     }
     eventually(&c, "the learner was published", || {
-        member_line(&c.endpoints(), &peer_url).is_some_and(|l| l.contains(", started, m4, "))
+        member_line(&voters, &peer_url).is_some_and(|l| l.contains(", started, m4, "))
     });
 
     // Promote it: refused while it is not in sync, then accepted.
     eventually(&c, "the learner was promoted", || {
-        let out = etcdctl(&c.endpoints(), &["member", "promote", &learner_id]);
+        let out = etcdctl(&voters, &["member", "promote", &learner_id]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() || stderr.contains("in sync with leader"), "promote: {stderr}");
         out.status.success()
     });
-    let line = member_line(&c.endpoints(), &peer_url).expect("m4 is listed");
+    let line = member_line(&voters, &peer_url).expect("m4 is listed");
     assert!(line.ends_with(", false"), "m4 is a voter now: {line}");
     eventually(&c, "m4 reports itself a voter", || {
         let s = ok(etcdctl(&m4_endpoint, &["endpoint", "status", "-w", "json"]));
