@@ -70,6 +70,11 @@ pub enum Command {
         stream: StreamId,
     },
     Peer(Message),
+    /// The peer URLs of member `id`, which sent us raft messages (see [`Outbox::add_remote`]).
+    AddRemote {
+        id: u64,
+        urls: Vec<String>,
+    },
     Status {
         reply: oneshot::Sender<MemberStatus>,
     },
@@ -177,6 +182,12 @@ impl Handle {
         self.commands.send(command).await.map_err(|_| Error::Stopped)
     }
 
+    /// For the peer transport: a peer's URLs, from a stream it opened to us (see
+    /// [`Outbox::add_remote`]). Never waits: the next stream tells again.
+    pub fn add_remote(&self, id: u64, urls: Vec<String>) {
+        let _ = self.commands.try_send(Command::AddRemote { id, urls });
+    }
+
     /// For the peer transport: never waits; a message that does not fit is dropped (raft
     /// retries).
     pub fn deliver(&self, message: Message) {
@@ -212,6 +223,12 @@ pub trait Outbox: Send {
     fn send(&mut self, message: Message);
     /// The member list changed (URLs of new or updated members).
     fn update_members(&mut self, members: &[detcd_proto::etcdserverpb::Member]);
+    /// A member that sent us messages, at these URLs: kept as its return address only while the
+    /// member list does not give one. A member that missed a membership change (partitioned
+    /// while a member was added, and that member now leads) could not answer the new leader
+    /// until it applied the addition, which only the leader's answers can bring: both stuck
+    /// for good (found by the simulator, seed 298 of a 5-member sweep).
+    fn add_remote(&mut self, id: u64, urls: Vec<String>);
 }
 
 /// A persist running on a blocking thread: the storage goes with it and comes back with the
@@ -356,6 +373,7 @@ impl<S: Storage + 'static> Driver<S> {
                 self.node.handle_request(now, id, request);
             }
             Command::Peer(message) => self.node.handle_message(now, message),
+            Command::AddRemote { id, urls } => self.outbox.add_remote(id, urls),
             Command::SnapshotStatus { to, delivered } => self.node.handle_snapshot_status(now, to, delivered),
             Command::RemovedFromCluster { by } => {
                 tracing::warn!(by = format!("{by:x}"), "a peer says this member was removed from the cluster");

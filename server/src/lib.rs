@@ -101,8 +101,9 @@ pub async fn serve<S: Storage + 'static>(
         .map(|m| (m.id, m.peer_ur_ls.clone()))
         .collect();
     let node = Node::new(node_config, recovered, seed, clock.now())?;
+    let own_peer_urls = config.initial_advertise_peer_urls.clone();
     let outbox = move |handle: Handle| -> Box<dyn driver::Outbox> {
-        Box::new(peer::PeerOutbox::new(member_id, cluster_id, peer_urls, handle))
+        Box::new(peer::PeerOutbox::new(member_id, own_peer_urls, cluster_id, peer_urls, handle))
     };
     let (driver, handle) = Driver::new(node, storage, outbox, clock);
     tracing::info!(name = %config.name, member = format!("{member_id:x}"), cluster = format!("{cluster_id:x}"),

@@ -71,6 +71,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// The driver's outbox over gRPC: one sender task per peer, started on first use.
 pub struct PeerOutbox {
     from: u64,
+    /// Ours, sent with every batch (see `RaftMessageBatch.from_peer_urls`).
+    own_urls: Vec<String>,
     cluster_id: u64,
     urls: BTreeMap<u64, Vec<String>>,
     senders: BTreeMap<u64, mpsc::Sender<Message>>,
@@ -78,8 +80,14 @@ pub struct PeerOutbox {
 }
 
 impl PeerOutbox {
-    pub fn new(from: u64, cluster_id: u64, urls: BTreeMap<u64, Vec<String>>, handle: Handle) -> PeerOutbox {
-        PeerOutbox { from, cluster_id, urls, senders: BTreeMap::new(), handle }
+    pub fn new(
+        from: u64,
+        own_urls: Vec<String>,
+        cluster_id: u64,
+        urls: BTreeMap<u64, Vec<String>>,
+        handle: Handle,
+    ) -> PeerOutbox {
+        PeerOutbox { from, own_urls, cluster_id, urls, senders: BTreeMap::new(), handle }
     }
 }
 
@@ -92,7 +100,8 @@ impl Outbox for PeerOutbox {
                 return;
             };
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            tokio::task::spawn(sender(self.from, to, self.cluster_id, url, rx, self.handle.clone()));
+            let from = Sender { id: self.from, urls: self.own_urls.clone(), cluster_id: self.cluster_id };
+            tokio::task::spawn(sender(from, to, url, rx, self.handle.clone()));
             self.senders.insert(to, tx);
         }
         if let Some(tx) = self.senders.get(&to) {
@@ -111,9 +120,28 @@ impl Outbox for PeerOutbox {
         let known: Vec<u64> = members.iter().map(|m| m.id).collect();
         self.senders.retain(|id, _| known.contains(id));
     }
+
+    fn add_remote(&mut self, id: u64, urls: Vec<String>) {
+        if id != self.from && !urls.is_empty() && !self.urls.contains_key(&id) {
+            tracing::info!(
+                peer = format!("{id:x}"),
+                ?urls,
+                "a member not in our member list yet: answering it at its URLs"
+            );
+            self.urls.insert(id, urls);
+        }
+    }
 }
 
-async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mpsc::Receiver<Message>, handle: Handle) {
+/// Who sends, as every batch says.
+struct Sender {
+    id: u64,
+    urls: Vec<String>,
+    cluster_id: u64,
+}
+
+async fn sender(from: Sender, to: u64, url: String, mut queue: mpsc::Receiver<Message>, handle: Handle) {
+    let cluster_id = from.cluster_id;
     let mut backoff = BACKOFF_MIN;
     loop {
         let client = match PeerClient::connect(url.clone()).await {
@@ -170,7 +198,13 @@ async fn sender(from: u64, to: u64, cluster_id: u64, url: String, mut queue: mps
             }
             let encoded: Vec<Bytes> =
                 messages.iter().filter_map(|m| m.write_to_bytes().ok()).map(Bytes::from).collect();
-            let batch = RaftMessageBatch { from, to, cluster_id, messages: encoded };
+            let batch = RaftMessageBatch {
+                from: from.id,
+                to,
+                cluster_id,
+                messages: encoded,
+                from_peer_urls: from.urls.clone(),
+            };
             if batches_tx.send(batch).await.is_err() {
                 break None;
             }
@@ -313,6 +347,9 @@ impl Peer for PeerService {
                     "detcd: this is member {:x}, not {:x}",
                     self.member_id, batch.to
                 )));
+            }
+            if batches == 0 && !batch.from_peer_urls.is_empty() {
+                self.handle.add_remote(batch.from, batch.from_peer_urls.clone());
             }
             batches += 1;
             for bytes in &batch.messages {
