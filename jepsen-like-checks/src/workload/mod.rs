@@ -297,6 +297,21 @@ const NO_LEADER: &str = "etcdserver: no leader";
 /// etcd's `ErrGRPCNotSupportedForLearner` message: a learner's interceptor refuses the request
 /// before any handler sees it.
 const NOT_FOR_LEARNER: &str = "etcdserver: rpc not supported for learner";
+/// etcd's `ErrGRPCUnhealthy` message: etcd refuses a membership change that would cost the
+/// quorum before proposing it; detcd answers it when it cannot even reach the leader to forward
+/// a request to.
+const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
+
+/// Whether an error answer certainly left nothing applied (as the workloads classify their own
+/// requests' errors): for callers that record requests of their own (the simulator's compactor).
+pub fn certainly_refused(status: &tonic::Status) -> bool {
+    matches!(Failure::classify(status), Failure::Refused(_))
+}
+
+/// Whether the request failed because no connection could be made: it never left the client.
+fn never_connected(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().to_ascii_lowercase().contains("connection refused")
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -315,12 +330,16 @@ impl Failure {
     /// request reaches raft (no leader known), and detcd also when raft drops the proposal
     /// unappended. Taking it for indeterminate costs the linearizability search dearly: under
     /// partitions most operations end that way. "etcdserver: rpc not supported for learner"
-    /// likewise: the learner refuses the request on arrival.
+    /// likewise: the learner refuses the request on arrival; and "etcdserver: unhealthy
+    /// cluster" (see [`UNHEALTHY`]).
+    ///
+    /// A connection that was refused never carried the request: no server saw it. (A reset
+    /// connection, or a "transport error", may have carried it first.)
     pub(crate) fn classify(status: &tonic::Status) -> Failure {
         use tonic::Code;
         let text = format!("{:?}: {}", status.code(), status.message());
-        if status.code() == Code::Unavailable && (status.message() == NO_LEADER || status.message() == NOT_FOR_LEARNER)
-        {
+        let refused_by_etcd = [NO_LEADER, NOT_FOR_LEARNER, UNHEALTHY].contains(&status.message());
+        if status.code() == Code::Unavailable && (refused_by_etcd || never_connected(status)) {
             return Failure::Refused(text);
         }
         match status.code() {
@@ -487,7 +506,7 @@ impl Client {
             }
             Ok(Err(status)) => {
                 let failure = Failure::classify(&status);
-                if matches!(failure, Failure::Unknown(_)) {
+                if matches!(failure, Failure::Unknown(_)) || never_connected(&status) {
                     self.broken();
                 }
                 Err(failure)
@@ -579,7 +598,15 @@ mod tests {
         assert!(matches!(Failure::classify(&no_leader), Failure::Refused(e) if e.contains("no leader")));
         let learner = tonic::Status::unavailable("etcdserver: rpc not supported for learner");
         assert!(matches!(Failure::classify(&learner), Failure::Refused(e) if e.contains("learner")));
+        let unhealthy = tonic::Status::unavailable("etcdserver: unhealthy cluster");
+        assert!(matches!(Failure::classify(&unhealthy), Failure::Refused(_)));
+        let never_sent = tonic::Status::unavailable("connection refused");
+        assert!(matches!(Failure::classify(&never_sent), Failure::Refused(_)));
+        let real_client = tonic::Status::unavailable("tcp connect error: Connection refused (os error 111)");
+        assert!(matches!(Failure::classify(&real_client), Failure::Refused(_)));
         let other_unavailable = tonic::Status::unavailable("connection reset");
         assert!(matches!(Failure::classify(&other_unavailable), Failure::Unknown(_)));
+        let transport = tonic::Status::unavailable("transport error");
+        assert!(matches!(Failure::classify(&transport), Failure::Unknown(_)));
     }
 }
