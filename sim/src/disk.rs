@@ -11,7 +11,8 @@
 //!   may drop the dirty pages of a failed fsync), and the member must stop;
 //! - cut the power ([`SimFs::power_loss`]): the visible view is rebuilt from the durable one;
 //!   of each file's unsynced appended bytes a prefix may survive (a torn write), whose last
-//!   bytes may read as zeros (a torn sector);
+//!   bytes may read as zeros (a torn sector), and in which a bit may have flipped (a sector
+//!   half-written when the power dropped reads back as garbage);
 //! - flip a bit in synced data of an old WAL segment ([`SimFs::corrupt_old_wal_segment`]), which
 //!   recovery must refuse to start from.
 //!
@@ -28,12 +29,42 @@ use crate::schedule::SplitMix;
 
 /// Of the bytes that survive a torn write, at most this many at its end read as zeros: the
 /// sector the power cut in half, whose end never reached the platter.
-///
-/// Torn writes are the damage unsynced data suffers here, not bit flips: nothing can tell a
-/// flipped bit in an unsynced record followed by more records from damage to synced data, so
-/// etcd and detcd alike refuse to start from it. Bit flips in synced data are their own fault
-/// ([`SimFs::corrupt_old_wal_segment`]).
 pub const TORN_ZEROED_BYTES_MAX: usize = 16;
+
+/// Whether a power loss may also flip a bit in the unsynced bytes that survive it.
+///
+/// What recovery makes of such a flip depends on where it lands. In the WAL's last record it
+/// reads as a torn write: the record is cut off, and it was never acknowledged (it was not
+/// synced). In an unsynced record followed by more records, nothing tells it from damage to
+/// synced data, so etcd and detcd alike refuse to start, naming the file and offset, and an
+/// operator replaces the member. Either is fine; serving the flipped data, or cutting off
+/// synced data to get rid of it, is not. Bit flips in synced data are their own fault
+/// ([`SimFs::corrupt_old_wal_segment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsyncedFlips {
+    Never,
+    /// One power loss in this many that leaves unsynced bytes flips one bit among them.
+    OneIn(u64),
+}
+
+/// What a power loss did to a disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PowerLoss {
+    /// Files that kept a torn part of their unsynced bytes.
+    pub torn_files: usize,
+    /// The bit flipped in unsynced bytes, if one was.
+    pub flipped: Option<Flip>,
+}
+
+/// A bit flipped by a power loss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flip {
+    pub path: PathBuf,
+    /// The flipped byte's offset in the file.
+    pub offset: u64,
+    /// The file's first byte that was never synced: the flip is at or after it.
+    pub unsynced_from: u64,
+}
 
 #[derive(Debug, Clone, Default)]
 struct Content {
@@ -126,9 +157,10 @@ impl SimFs {
     }
 
     /// Power loss: what was not synced is lost, except that a prefix of each file's unsynced
-    /// appended bytes may survive, its last bytes possibly zeros. Disarms the faults; handles
-    /// opened before are dead. Returns how many files kept torn unsynced bytes.
-    pub fn power_loss(&self, seed: u64) -> usize {
+    /// appended bytes may survive, its last bytes possibly zeros, and (as `flips` says) one bit
+    /// among those survivors of all files may be flipped. Disarms the faults; handles opened
+    /// before are dead.
+    pub fn power_loss(&self, seed: u64, flips: UnsyncedFlips) -> PowerLoss {
         let mut rng = SplitMix(seed);
         let mut state = self.state();
         state.boot += 1;
@@ -139,8 +171,10 @@ impl SimFs {
         state.unsynced_names.clear();
         let live: std::collections::BTreeSet<u64> = state.names.values().copied().collect();
         state.files.retain(|id, _| live.contains(id));
-        let mut torn = 0;
-        for file in state.files.values_mut() {
+        let mut loss = PowerLoss::default();
+        // (file id, first unsynced byte, end of the surviving bytes) of files with torn survivors.
+        let mut survivors: Vec<(u64, usize, usize)> = Vec::new();
+        for (&id, file) in state.files.iter_mut() {
             let synced_len = file.synced.len();
             let appended_only = file.data.len() > synced_len && file.data[..synced_len] == file.synced[..];
             if appended_only && rng.range(0, 2) == 0 {
@@ -151,7 +185,8 @@ impl SimFs {
                 let len = data.len();
                 data[len - zeroed..].fill(0);
                 if kept > 0 {
-                    torn += 1;
+                    loss.torn_files += 1;
+                    survivors.push((id, synced_len, len));
                 }
                 file.data = data;
             } else {
@@ -159,7 +194,23 @@ impl SimFs {
             }
             file.synced = file.data.clone();
         }
-        torn
+        let flip = match flips {
+            UnsyncedFlips::OneIn(n) => !survivors.is_empty() && rng.range(0, n.max(1)) == 0,
+            UnsyncedFlips::Never => false,
+        };
+        if flip {
+            let (id, from, to) = survivors[rng.range(0, survivors.len() as u64) as usize];
+            let at = rng.range(from as u64, to as u64) as usize;
+            let bit = 1u8 << rng.range(0, 8);
+            let file = state.files.get_mut(&id).expect("a survivor exists");
+            debug_assert!(at >= from, "only bytes that were never synced flip");
+            file.data[at] ^= bit;
+            file.synced[at] ^= bit;
+            let path = state.names.iter().find(|(_, &named)| named == id).map(|(p, _)| p.clone());
+            let path = path.expect("surviving files are named");
+            loss.flipped = Some(Flip { path, offset: at as u64, unsynced_from: from as u64 });
+        }
+        loss
     }
 
     /// Flips one bit in the synced part of a WAL segment that is not the newest (which recovery
@@ -415,7 +466,7 @@ mod tests {
                     }
                     acknowledged = index;
                 }
-                fs.power_loss(seed * 1000 + failing_op);
+                fs.power_loss(seed * 1000 + failing_op, UnsyncedFlips::Never);
                 let recovered = storage(&fs)
                     .and_then(|mut s| s.load())
                     .unwrap_or_else(|e| panic!("power failure at op {failing_op}, seed {seed}: {e}"));
@@ -431,6 +482,64 @@ mod tests {
                 again.persist(&[batch(last + 1, 2)]).expect("append after recovery");
             }
         }
+    }
+
+    /// A bit flips in the unsynced bytes a power loss left: recovery either cuts the damaged
+    /// record off as torn (it was never acknowledged) or refuses to start, blaming a record that
+    /// begins after the synced data. It never serves the flipped bytes, and never drops an
+    /// acknowledged entry to get rid of them.
+    #[test]
+    fn a_flipped_bit_in_unsynced_bytes_is_cut_off_or_refused_never_served() {
+        let (mut recovered_count, mut refused_count) = (0, 0);
+        for failing_op in 0..120u64 {
+            for seed in 0..4u64 {
+                let fs = SimFs::new();
+                let mut s = storage(&fs).expect("open");
+                s.load().expect("load an empty disk");
+                fs.arm_power_failure(failing_op);
+                let mut acknowledged = 0;
+                for index in 2..40 {
+                    if s.persist(&[batch(index, 1)]).is_err() {
+                        break;
+                    }
+                    acknowledged = index;
+                }
+                let loss = fs.power_loss(seed * 1000 + failing_op, UnsyncedFlips::OneIn(1));
+                let Some(flip) = loss.flipped else { continue };
+                let case = format!("op {failing_op}, seed {seed}, {flip:?}");
+                assert!(flip.offset >= flip.unsynced_from, "{case}: only unsynced bytes flip");
+                match storage(&fs).and_then(|mut s| s.load()) {
+                    Ok(recovered) => {
+                        recovered_count += 1;
+                        let indexes: Vec<u64> = recovered.entries.iter().map(|e| e.index).collect();
+                        let last = indexes.last().copied().unwrap_or(0);
+                        assert!(last == acknowledged || last == acknowledged + 1, "{case}: recovered up to {last}");
+                        assert_eq!(indexes, (2..=last).collect::<Vec<_>>(), "{case}: a gapless log");
+                        for e in &recovered.entries {
+                            assert_eq!(
+                                &e.data[..],
+                                &[e.index as u8; 40][..],
+                                "{case}: entry {} served flipped",
+                                e.index
+                            );
+                        }
+                    }
+                    Err(DiskError::Corrupt { path, offset, .. }) => {
+                        refused_count += 1;
+                        assert_eq!(path, flip.path, "{case}: the refusal names the flipped file");
+                        assert!(
+                            (flip.unsynced_from..=flip.offset).contains(&offset),
+                            "{case}: blamed the record at {offset}, which is not after the synced data"
+                        );
+                    }
+                    Err(e) => panic!("{case}: {e}"),
+                }
+            }
+        }
+        assert!(
+            recovered_count > 0 && refused_count > 0,
+            "both outcomes: {recovered_count} cut off, {refused_count} refused"
+        );
     }
 
     /// A bit flipped in a synced, older WAL segment: recovery refuses to start, naming the file.
@@ -461,7 +570,7 @@ mod tests {
         fs.fail_next_sync();
         assert!(s.persist(&[batch(3, 1)]).is_err(), "the failed sync is reported");
         assert!(matches!(s.persist(&[batch(4, 1)]), Err(DiskError::Failed)), "and nothing more is written");
-        fs.power_loss(7);
+        fs.power_loss(7, UnsyncedFlips::Never);
         let recovered = storage(&fs).and_then(|mut s| s.load()).expect("recovers");
         assert!(recovered.entries.iter().any(|e| e.index == 2), "the acknowledged entry survives");
     }
@@ -478,7 +587,7 @@ mod tests {
                 let mut s = storage(&fs).expect("open");
                 fs.arm_power_failure(failing_op);
                 let saved = s.save_identity(&identity).is_ok();
-                fs.power_loss(seed * 100 + failing_op);
+                fs.power_loss(seed * 100 + failing_op, UnsyncedFlips::Never);
                 let loaded = storage(&fs).and_then(|mut s| s.load_identity());
                 match loaded {
                     Ok(Some(found)) => assert_eq!(found, identity, "op {failing_op}, seed {seed}"),

@@ -25,7 +25,7 @@ use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId;
 
-use crate::disk::SimFs;
+use crate::disk::{PowerLoss, SimFs, UnsyncedFlips};
 use crate::schedule::{Event, Fault, Schedule, ARM_WINDOW_MS, VOTERS_MIN};
 
 /// Largest drift of a member's clock, in parts per million either way (real oscillators stay
@@ -51,6 +51,19 @@ pub const PROMOTE_RETRY_MS_MAX: u64 = 15_000;
 const PROMOTE_RETRY_PAUSE_MS: u64 = 500;
 /// Rounds of asking every member for the member list before a membership fault gives up.
 pub const MEMBER_LIST_ROUNDS: usize = 10;
+/// A power loss during the fault phase that leaves unsynced bytes on a member's disk flips a bit
+/// among them once in this many (see [`UnsyncedFlips`]).
+pub const UNSYNCED_FLIP_ONE_IN: u64 = 4;
+/// How long a member restarted from a damaged disk may take to refuse to start (it reads its
+/// WAL first thing).
+pub const REFUSAL_WAIT_MS: u64 = 2_000;
+/// How long an operator waits for a member just added to answer before the next membership
+/// change (joining asks every peer for the member list, retried for a few seconds).
+pub const JOIN_WAIT_MS: u64 = 10_000;
+const JOIN_POLL_MS: u64 = 200;
+/// Rounds an operator replacing a member tries to remove it (no leader during a partition, say).
+pub const REPLACE_REMOVE_ROUNDS: usize = 5;
+const REPLACE_REMOVE_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -173,6 +186,16 @@ struct Member {
     initial_cluster: Arc<Mutex<String>>,
 }
 
+/// What became of a MemberRemove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    Removed,
+    /// Not in the member list (never added, or removed by an earlier call whose answer was lost).
+    NotAMember,
+    /// Refused, timed out or not sent (it may still have been applied).
+    Failed,
+}
+
 /// What the fault tasks share.
 struct World {
     handle: Handle,
@@ -182,8 +205,8 @@ struct World {
     /// list-append: the etcd model, which compactions would wake, does not follow those).
     recorder: Recorder,
     record_compactions: bool,
-    /// Members taken down for good (a corrupt WAL they rightly refused to start from) or
-    /// removed from the cluster.
+    /// Members down for good (a damaged WAL they rightly refused to start from, while an
+    /// operator replaces them, or for good when that failed).
     gone: Mutex<BTreeSet<usize>>,
     /// Members a MemberRemove was sent for (it may have been applied even if the call failed).
     removing: Mutex<BTreeSet<usize>>,
@@ -248,16 +271,20 @@ impl World {
     /// MemberAdd as a learner of slot `m`'s peer URL; on success (learned from the answer, or
     /// from the member list when the answer was lost) the slot's node starts with a fresh disk
     /// to join the cluster.
-    async fn add_member(&self, m: usize) {
+    /// Whether it was added.
+    async fn add_member(&self, m: usize) -> bool {
         let Some((_, list)) = self.member_list().await else {
-            return self.log(format!("add m{}: no member list", m + 1));
+            self.log(format!("add m{}: no member list", m + 1));
+            return false;
         };
         let url = peer_url(m);
         if list.iter().any(|x| x.peer_ur_ls.contains(&url)) {
-            return self.log(format!("add m{}: its peer URL is a member's already", m + 1));
+            self.log(format!("add m{}: its peer URL is a member's already", m + 1));
+            return false;
         }
         if list.len() >= self.members.len() {
-            return self.log(format!("add m{}: the cluster has {} members already", m + 1, list.len()));
+            self.log(format!("add m{}: the cluster has {} members already", m + 1, list.len()));
+            return false;
         }
         let mut outcome = "no member reachable".to_string();
         let mut id = None;
@@ -289,7 +316,8 @@ impl World {
             }
         }
         let Some(id) = id else {
-            return self.log(format!("add m{} as a learner: {outcome}", m + 1));
+            self.log(format!("add m{} as a learner: {outcome}", m + 1));
+            return false;
         };
         let slot = &self.members[m];
         // Whatever ran in the slot (a removed member restarted from its old data) goes, and so
@@ -303,8 +331,131 @@ impl World {
         slot.joins.store(true, Ordering::Relaxed);
         slot.enabled.store(true, Ordering::Relaxed);
         lock(&self.removing).remove(&m);
+        lock(&self.gone).remove(&m);
         self.handle.restart(slot.node);
         self.log(format!("add m{} as learner {id:x}: {outcome}; started it on a fresh disk", m + 1));
+        // As an operator does, the next change waits until the new member has joined: it checks
+        // its --initial-cluster against the member list as it starts, which a change in between
+        // would make unequal (etcd's "member count is unequal").
+        if self.wait_for_status(m, JOIN_WAIT_MS).await {
+            self.log(format!("m{} joined", m + 1));
+        } else {
+            self.log(format!("m{} did not answer within {JOIN_WAIT_MS}ms of its start", m + 1));
+        }
+        true
+    }
+
+    /// Whether slot `m` answers Status within `ms` (it listens to clients once it knows who it
+    /// is); false at once if its process stops.
+    async fn wait_for_status(&self, m: usize, ms: u64) -> bool {
+        for _ in 0..ms.div_ceil(JOIN_POLL_MS) {
+            if self.exit_of(m).is_some() {
+                return false;
+            }
+            if let Ok(Ok(mut c)) =
+                tokio::time::timeout(Duration::from_millis(300), MaintenanceClient::connect(client_url(m))).await
+            {
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), c.status(StatusRequest {})).await {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(JOIN_POLL_MS)).await;
+        }
+        false
+    }
+
+    /// MemberRemove of slot `m` through another member. The voter bound ([`VOTERS_MIN`]) holds for a running
+    /// member; a `dead` one (down for good: its disk refused) an operator removes whatever the
+    /// count, to replace it, and tries [`REPLACE_REMOVE_ROUNDS`] times.
+    async fn remove_member(&self, m: usize, dead: bool) -> Removal {
+        let id = self.id(m);
+        let rounds = if dead { REPLACE_REMOVE_ROUNDS } else { 1 };
+        let mut outcome = "no member reachable".to_string();
+        for round in 0..rounds {
+            if round > 0 {
+                tokio::time::sleep(REPLACE_REMOVE_PAUSE).await;
+            }
+            let Some((_, list)) = self.member_list().await else {
+                outcome = "no member list".into();
+                continue;
+            };
+            let Some(target) = list.iter().find(|x| x.id == id && id != 0) else {
+                // Not (or no longer: an earlier call timed out yet was applied) a member.
+                self.log(format!("remove m{}: not a member", m + 1));
+                return Removal::NotAMember;
+            };
+            let voters = list.iter().filter(|x| !x.is_learner).count();
+            if !dead && !target.is_learner && voters <= VOTERS_MIN {
+                self.log(format!("remove m{}: only {voters} voters; keeping it", m + 1));
+                return Removal::Failed;
+            }
+            lock(&self.removing).insert(m);
+            for other in self.in_cluster().into_iter().filter(|&o| o != m) {
+                let Ok(Ok(mut c)) =
+                    tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other))).await
+                else {
+                    continue;
+                };
+                match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_remove(MemberRemoveRequest { id })).await {
+                    Ok(Ok(_)) => {
+                        self.log(format!("remove m{}: removed through m{}", m + 1, other + 1));
+                        return Removal::Removed;
+                    }
+                    Ok(Err(e)) => outcome = format!("m{} refused: {}", other + 1, e.message()),
+                    Err(_) => outcome = format!("timed out at m{}", other + 1),
+                }
+            }
+        }
+        self.log(format!("remove m{}: {outcome}", m + 1));
+        Removal::Failed
+    }
+
+    /// What an operator does about a member that refuses to start from its disk (etcd's
+    /// runtime-reconfiguration guide for a member whose data is lost): remove it, wipe the
+    /// disk, add it back as a learner under a new id, promote it once it caught up. If a step
+    /// fails the member stays down for good, as an operator would leave it for later.
+    async fn replace_member(&self, m: usize) {
+        let _one_at_a_time = self.membership.lock().await;
+        lock(&self.gone).insert(m);
+        self.handle.kill(self.members[m].node);
+        self.log(format!("replacing m{} (an operator: remove, wipe, add as a learner, promote)", m + 1));
+        if self.remove_member(m, true).await == Removal::Failed {
+            return self.log(format!("replace m{}: not removed; it stays down", m + 1));
+        }
+        // etcd takes one learner at a time: finish an addition in progress first.
+        if let Some((_, list)) = self.member_list().await {
+            for learner in list.iter().filter(|x| x.is_learner) {
+                if let Some(slot) = (0..self.members.len()).find(|&i| self.id(i) == learner.id) {
+                    self.promote_member(slot).await;
+                }
+            }
+        }
+        if !self.add_member(m).await {
+            return self.log(format!("replace m{}: not added back; it stays down", m + 1));
+        }
+        self.promote_member(m).await;
+    }
+
+    /// A member restarted after a power loss that flipped a bit in its unsynced bytes either
+    /// starts (the flip was in its WAL's torn tail, cut off) or refuses to start naming the
+    /// file; then an operator replaces it.
+    async fn after_restart_from(&self, m: usize, loss: &PowerLoss) {
+        let Some(flip) = &loss.flipped else { return };
+        let refused = self.wait_for(REFUSAL_WAIT_MS, || self.exit_of(m).is_some_and(|e| e.contains("corrupt"))).await;
+        if !refused {
+            return self.log(format!("m{} started: the flipped bit was in a torn tail it cut off", m + 1));
+        }
+        let exit = self.exit_of(m).unwrap_or_default();
+        if !exit.contains(&*flip.path.to_string_lossy()) {
+            return self.fail(format!(
+                "m{} refused to start after a flip in {} at {}, blaming another file: {exit}",
+                m + 1,
+                flip.path.display(),
+                flip.offset
+            ));
+        }
+        self.log(format!("m{} refused to start: {exit}", m + 1));
+        self.replace_member(m).await;
     }
 
     /// MemberPromote of slot `m`'s learner, retried while it is not in sync with the leader.
@@ -350,14 +501,24 @@ impl World {
         }
     }
 
-    /// Kills member `m`'s process and, with `power_loss`, cuts its machine's power.
-    fn kill(&self, m: usize, power_loss: bool) -> usize {
+    /// Kills member `m`'s process and, with `power_loss`, cuts its machine's power, which may
+    /// flip a bit in what survives of its unsynced bytes as `flips` says.
+    fn kill(&self, m: usize, power_loss: bool, flips: UnsyncedFlips) -> PowerLoss {
         self.handle.kill(self.members[m].node);
-        if power_loss {
-            self.members[m].fs.power_loss(madsim::rand::thread_rng().gen())
-        } else {
-            0
+        if !power_loss {
+            return PowerLoss::default();
         }
+        let loss = self.members[m].fs.power_loss(madsim::rand::thread_rng().gen(), flips);
+        if let Some(flip) = &loss.flipped {
+            self.log(format!(
+                "m{}: a bit flipped in unsynced bytes of {} at offset {} (synced up to {})",
+                m + 1,
+                flip.path.display(),
+                flip.offset,
+                flip.unsynced_from
+            ));
+        }
+        loss
     }
 
     /// The member the majority of reachable members call leader, if any.
@@ -439,12 +600,13 @@ impl World {
                 net.update_config(|c| *c = madsim::net::Config::default());
             }
             Fault::Crash { member, power_loss, for_ms } => {
-                let torn = self.kill(member, power_loss);
-                if torn > 0 {
-                    self.log(format!("m{} lost power with {torn} torn files", member + 1));
+                let loss = self.kill(member, power_loss, UnsyncedFlips::OneIn(UNSYNCED_FLIP_ONE_IN));
+                if loss.torn_files > 0 {
+                    self.log(format!("m{} lost power with {} torn files", member + 1, loss.torn_files));
                 }
                 sleep(for_ms).await;
                 self.restart(member);
+                self.after_restart_from(member, &loss).await;
             }
             Fault::Pause { member, for_ms } => {
                 self.handle.pause(nodes[member]);
@@ -458,10 +620,15 @@ impl World {
                 let fs = &self.members[member].fs;
                 fs.arm_power_failure(after_ops);
                 if self.wait_for(ARM_WINDOW_MS, || fs.powered_off()).await {
-                    let torn = self.kill(member, true);
-                    self.log(format!("m{} lost power at a file-system operation ({torn} torn files)", member + 1));
+                    let loss = self.kill(member, true, UnsyncedFlips::OneIn(UNSYNCED_FLIP_ONE_IN));
+                    self.log(format!(
+                        "m{} lost power at a file-system operation ({} torn files)",
+                        member + 1,
+                        loss.torn_files
+                    ));
                     sleep(for_ms).await;
                     self.restart(member);
+                    self.after_restart_from(member, &loss).await;
                 } else {
                     fs.disarm();
                     self.log(format!("m{} did not touch its disk: no power failure", member + 1));
@@ -477,21 +644,23 @@ impl World {
                     if !self.wait_for(1_000, || self.exit_of(member).is_some()).await {
                         self.fail(format!("m{} carried on after a failed fsync", member + 1));
                     }
-                    let torn = self.kill(member, true);
+                    let loss = self.kill(member, true, UnsyncedFlips::OneIn(UNSYNCED_FLIP_ONE_IN));
                     self.log(format!(
-                        "m{} stopped after a failed fsync: {:?}; restarting from its disk ({torn} torn files)",
+                        "m{} stopped after a failed fsync: {:?}; restarting from its disk ({} torn files)",
                         member + 1,
-                        self.exit_of(member).unwrap_or_default()
+                        self.exit_of(member).unwrap_or_default(),
+                        loss.torn_files
                     ));
                     sleep(for_ms).await;
                     self.restart(member);
+                    self.after_restart_from(member, &loss).await;
                 } else {
                     fs.disarm();
                     self.log(format!("m{} did not sync: no fsync failure", member + 1));
                 }
             }
             Fault::CorruptWal { member } => {
-                self.kill(member, false);
+                self.kill(member, false, UnsyncedFlips::Never);
                 let fs = &self.members[member].fs;
                 match fs.corrupt_old_wal_segment(madsim::rand::thread_rng().gen()) {
                     None => {
@@ -505,16 +674,17 @@ impl World {
                         let exit = self.exit_of(member).unwrap_or_default();
                         let named = exit.contains("corrupt WAL record") && exit.contains(&*path.to_string_lossy());
                         if refused && named {
-                            self.log(format!("m{} refused to start: {exit}; it stays down", member + 1));
+                            self.log(format!("m{} refused to start: {exit}", member + 1));
+                            self.replace_member(member).await;
                         } else {
                             self.fail(format!(
                                 "m{} started from a WAL with a flipped bit in {} at {offset} (exit: {exit:?})",
                                 member + 1,
                                 path.display()
                             ));
+                            lock(&self.gone).insert(member);
+                            self.handle.kill(nodes[member]);
                         }
-                        lock(&self.gone).insert(member);
-                        self.handle.kill(nodes[member]);
                     }
                 }
             }
@@ -528,37 +698,7 @@ impl World {
             }
             Fault::RemoveMember { member } => {
                 let _one_at_a_time = self.membership.lock().await;
-                let id = self.id(member);
-                let Some((_, list)) = self.member_list().await else {
-                    return self.log(format!("remove m{}: no member list", member + 1));
-                };
-                let Some(target) = list.iter().find(|x| x.id == id && id != 0) else {
-                    return self.log(format!("remove m{}: not a member", member + 1));
-                };
-                let voters = list.iter().filter(|x| !x.is_learner).count();
-                if !target.is_learner && voters <= VOTERS_MIN {
-                    return self.log(format!("remove m{}: only {voters} voters; keeping it", member + 1));
-                }
-                lock(&self.removing).insert(member);
-                let mut outcome = "no member reachable".to_string();
-                for other in self.in_cluster().into_iter().filter(|&o| o != member) {
-                    let Ok(Ok(mut c)) =
-                        tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other)))
-                            .await
-                    else {
-                        continue;
-                    };
-                    match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_remove(MemberRemoveRequest { id })).await {
-                        Ok(Ok(_)) => {
-                            outcome = format!("removed through m{}", other + 1);
-                            break;
-                        }
-                        Ok(Err(e)) => outcome = format!("m{} refused: {}", other + 1, e.message()),
-                        Err(_) => outcome = format!("timed out at m{}", other + 1),
-                    }
-                }
-                self.log(format!("remove m{}: {outcome}", member + 1));
-                if outcome.starts_with("removed") {
+                if self.remove_member(member, false).await == Removal::Removed {
                     // It stops once it applies its removal or a peer refuses its messages. Then an
                     // operator restarts it by mistake, from its old data: it must stop again.
                     if self.wait_for(ARM_WINDOW_MS, || self.exit_of(member).is_some()).await {
@@ -627,9 +767,10 @@ impl World {
                         self.log(format!("compacted at revision {revision}"));
                     }
                     Ok(Err(e)) => {
-                        // Refused for its revision: certainly not applied. Anything else (no
-                        // leader, a lost connection) may have been.
-                        let refused = e.message().contains("compacted") || e.message().contains("future revision");
+                        // Refused before anything was applied (a compacted or future revision,
+                        // no leader, a learner), as the clients classify it; anything else (a
+                        // lost connection) may have been applied.
+                        let refused = detcd_checks::workload::certainly_refused(&e);
                         op.outcome = if refused { OpOutcome::Failed } else { OpOutcome::Indeterminate };
                         op.error = Some(e.message().to_string());
                         self.log(format!("compact at {revision}: {}", e.message()));
@@ -676,7 +817,8 @@ impl World {
             // stopped.
             if !gone.contains(&i) && exit.is_some() && exit.as_deref() != Some(STOPPED) {
                 // Stopped on its own (a failure the injector did not restart): power-cycle it.
-                self.kill(i, true);
+                // No flips: the liveness phase injects no faults.
+                self.kill(i, true, UnsyncedFlips::Never);
                 self.restart(i);
             }
         }
@@ -914,6 +1056,31 @@ fn acknowledged_puts(history: &[Operation]) -> Vec<Ack> {
 /// How many times the liveness phase asks to promote a learner that is still one.
 const LIVENESS_PROMOTE_ROUNDS: usize = 5;
 
+/// What each of `members` thinks, for a failure's report: who leads, at which term and index.
+async fn member_views(members: &[usize]) -> String {
+    let mut views = Vec::new();
+    for &i in members {
+        let view = match tokio::time::timeout(Duration::from_millis(300), MaintenanceClient::connect(client_url(i)))
+            .await
+        {
+            Ok(Ok(mut m)) => match tokio::time::timeout(Duration::from_millis(300), m.status(StatusRequest {})).await {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    format!(
+                        "term {} leader {:x} raft index {} applied {} learner {}",
+                        r.raft_term, r.leader, r.raft_index, r.raft_applied_index, r.is_learner
+                    )
+                }
+                Ok(Err(e)) => format!("status: {}", e.message()),
+                Err(_) => "status timed out".into(),
+            },
+            _ => "unreachable".into(),
+        };
+        views.push(format!("m{}: {view}", i + 1));
+    }
+    views.join("; ")
+}
+
 async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i64) -> (Option<String>, usize) {
     let removing = lock(&world.removing).clone();
     let asked: Vec<usize> =
@@ -936,33 +1103,10 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
         tokio::time::sleep(CONVERGE_POLL).await;
     }
     if !progressed {
-        // What each member thinks, for the report: who leads, at which term and index.
-        let mut views = Vec::new();
-        for &i in candidates {
-            let view = match tokio::time::timeout(Duration::from_millis(300), MaintenanceClient::connect(client_url(i)))
-                .await
-            {
-                Ok(Ok(mut m)) => {
-                    match tokio::time::timeout(Duration::from_millis(300), m.status(StatusRequest {})).await {
-                        Ok(Ok(r)) => {
-                            let r = r.into_inner();
-                            format!(
-                                "term {} leader {:x} raft index {} applied {}",
-                                r.raft_term, r.leader, r.raft_index, r.raft_applied_index
-                            )
-                        }
-                        Ok(Err(e)) => format!("status: {}", e.message()),
-                        Err(_) => "status timed out".into(),
-                    }
-                }
-                _ => "unreachable".into(),
-            };
-            views.push(format!("m{}: {view}", i + 1));
-        }
+        let views = member_views(candidates).await;
         return (
             Some(format!(
-                "no write succeeded in {LIVENESS_WRITES} attempts after every fault healed; members: {}",
-                views.join("; ")
+                "no write succeeded in {LIVENESS_WRITES} attempts after every fault healed; members: {views}"
             )),
             0,
         );
@@ -1059,7 +1203,13 @@ async fn check(world: &World, candidates: &[usize], acks: Vec<Ack>, compacted: i
     }
     if !agreed {
         let members: Vec<String> = live.iter().map(|i| format!("m{}", i + 1)).collect();
-        return (Some(format!("members did not converge to equal hashes: (revision, hash) of {members:?}: {last}")), 0);
+        let views = member_views(live).await;
+        return (
+            Some(format!(
+                "members did not converge to equal hashes: (revision, hash) of {members:?}: {last}; members: {views}"
+            )),
+            0,
+        );
     }
     let mut skipped = 0;
     // One member suffices: the others' HashKV at the same revision is equal to its own, and
