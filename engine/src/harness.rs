@@ -93,6 +93,8 @@ pub struct Faults {
     /// Probability that a message is lost, in parts per million.
     pub drop_ppm: u32,
     pub disk_latency: Duration,
+    /// Members whose disk takes longer than `disk_latency` to sync.
+    pub slow_disks: BTreeMap<u64, Duration>,
 }
 
 impl Default for Faults {
@@ -102,6 +104,7 @@ impl Default for Faults {
             max_delay: Duration::from_millis(2),
             drop_ppm: 0,
             disk_latency: Duration::from_micros(500),
+            slow_disks: BTreeMap::new(),
         }
     }
 }
@@ -117,6 +120,9 @@ pub struct Cluster {
     sequence: u64,
     /// Directed links that drop everything.
     cut: BTreeSet<(u64, u64)>,
+    /// Members frozen (a GC pause, a stopped VM): no timeouts, no persists completing, and
+    /// messages to them wait in the network until they resume.
+    paused: BTreeSet<u64>,
     pub faults: Faults,
     next_request_id: RequestId,
     leaders_by_term: BTreeMap<u64, u64>,
@@ -143,6 +149,7 @@ impl Cluster {
             network: BTreeMap::new(),
             sequence: 0,
             cut: BTreeSet::new(),
+            paused: BTreeSet::new(),
             faults: Faults::default(),
             next_request_id: 1,
             leaders_by_term: BTreeMap::new(),
@@ -200,6 +207,15 @@ impl Cluster {
     pub fn isolate(&mut self, id: u64) {
         let others: Vec<u64> = self.ids().into_iter().filter(|&x| x != id).collect();
         self.partition(&[id], &others);
+    }
+
+    /// Freezes member `id` until [`Cluster::resume`].
+    pub fn pause(&mut self, id: u64) {
+        self.paused.insert(id);
+    }
+
+    pub fn resume(&mut self, id: u64) {
+        self.paused.remove(&id);
     }
 
     pub fn heal(&mut self) {
@@ -365,9 +381,12 @@ impl Cluster {
 
     /// Processes the next event if it is due by `deadline`; false if none is.
     fn step_until(&mut self, deadline: Instant) -> bool {
-        let next_message = self.network.keys().next().map(|(t, _)| *t);
-        let next_persist = self.members.values().filter_map(|m| m.unsynced.front().map(|(t, _)| *t)).min();
-        let next_timeout = self.members.values().filter_map(|m| m.node.as_ref().map(|n| n.poll_timeout())).min();
+        let paused = &self.paused;
+        let next_message_key = self.network.iter().find(|(_, m)| !paused.contains(&m.to)).map(|(k, _)| *k);
+        let next_message = next_message_key.map(|(t, _)| t);
+        let running = self.members.iter().filter(|(id, _)| !paused.contains(id)).map(|(_, m)| m);
+        let next_persist = running.clone().filter_map(|m| m.unsynced.front().map(|(t, _)| *t)).min();
+        let next_timeout = running.filter_map(|m| m.node.as_ref().map(|n| n.poll_timeout())).min();
         let Some(next) = [next_message, next_persist, next_timeout].into_iter().flatten().min() else {
             return false;
         };
@@ -379,7 +398,7 @@ impl Cluster {
         let now = self.now;
         // Messages first, then completed persists, then timeouts: a fixed order keeps runs equal.
         if next_message == Some(next) {
-            let (_, message) = self.network.pop_first().expect("checked");
+            let message = self.network.remove(&next_message_key.expect("checked")).expect("checked");
             let to = message.to;
             if let Some(node) = self.members.get_mut(&to).and_then(|m| m.node.as_mut()) {
                 node.handle_message(now, message);
@@ -389,7 +408,7 @@ impl Cluster {
             let id = *self
                 .members
                 .iter()
-                .find(|(_, m)| m.unsynced.front().is_some_and(|(t, _)| *t == next))
+                .find(|(id, m)| !self.paused.contains(id) && m.unsynced.front().is_some_and(|(t, _)| *t == next))
                 .expect("checked")
                 .0;
             let member = self.members.get_mut(&id).expect("known");
@@ -401,7 +420,7 @@ impl Cluster {
             let id = *self
                 .members
                 .iter()
-                .find(|(_, m)| m.node.as_ref().is_some_and(|n| n.poll_timeout() == next))
+                .find(|(id, m)| !self.paused.contains(id) && m.node.as_ref().is_some_and(|n| n.poll_timeout() == next))
                 .expect("checked")
                 .0;
             self.members.get_mut(&id).and_then(|m| m.node.as_mut()).expect("up").handle_timeout(now);
@@ -432,8 +451,9 @@ impl Cluster {
                     }
                 }
                 Output::Persist(persist) => {
+                    let latency = self.faults.slow_disks.get(&id).copied().unwrap_or(self.faults.disk_latency);
                     let member = self.members.get_mut(&id).expect("known");
-                    member.unsynced.push_back((self.now + self.faults.disk_latency, persist));
+                    member.unsynced.push_back((self.now + latency, persist));
                 }
                 Output::Snapshot { snapshot, log_kept_from } => {
                     self.members.get_mut(&id).expect("known").disk.save_snapshot(&snapshot, log_kept_from);

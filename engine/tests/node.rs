@@ -377,6 +377,30 @@ fn keep_alive(c: &mut Cluster, id: i64) {
     panic!("lease {id} could not be kept alive");
 }
 
+/// A leader whose disk is slow applies entries after its followers: a follower answers a grant
+/// the leader has not applied yet. A keepalive the leader gets then waits until the leader has
+/// applied what was committed (etcd 3.5's waitAppliedIndex) instead of answering "lease not
+/// found" for a lease the client was just granted (found by detcd-sim, lease-only seed 1).
+#[test]
+fn a_leader_behind_its_followers_renews_a_lease_they_granted() {
+    let mut c = Cluster::new(3, 21);
+    let leader = c.wait_for_leader();
+    let follower = others(&c, leader)[0];
+    c.faults.slow_disks.insert(leader, Duration::from_millis(300));
+    let grant = c.request(follower, Request::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 0 }));
+    let answer = c.wait(follower, grant, Duration::from_secs(2));
+    let Some(Ok(Response::LeaseGrant(grant))) = answer else { panic!("grant failed: {answer:?}") };
+    let leader_node = c.node(leader).unwrap();
+    assert!(
+        leader_node.applied_index() < leader_node.commit_index(),
+        "the scenario needs a leader that has not applied the grant yet"
+    );
+    match c.call(leader, Request::LeaseKeepAlive(LeaseKeepAliveRequest { id: grant.id })) {
+        Some(Ok(Response::LeaseKeepAlive(r))) => assert_eq!(r.ttl, 5, "renewed once the grant applied"),
+        other => panic!("keepalive at the leader right after the grant: {other:?}"),
+    }
+}
+
 #[test]
 fn a_lease_survives_a_leader_change_and_expires_once_abandoned() {
     let mut c = Cluster::new(3, 12);
@@ -475,6 +499,36 @@ fn a_leader_that_removes_itself_stops_and_the_others_go_on() {
     assert_ne!(new_leader, leader);
     ok_put(&mut c, new_leader, "after", "2");
     assert_eq!(read(&mut c, new_leader, "before").as_deref(), Some("1"));
+}
+
+/// A leader paused for a while (a GC pause, a stopped VM) still believes it leads when it
+/// resumes, and its lessor is still the primary; meanwhile the others elected a new leader,
+/// which granted a lease. The old leader must not answer a keepalive of that lease from its
+/// stale lessor ("not found" for a lease that exists: etcd #15247): it confirms its leadership
+/// first, fails to, and answers "not leader" (found by detcd-sim, lease-only seed 1).
+#[test]
+fn a_deposed_leader_does_not_answer_keepalives_from_its_stale_lessor() {
+    let mut c = Cluster::new(3, 8);
+    let old = c.wait_for_leader();
+    ok_put(&mut c, old, "k", "v"); // applied an entry of its term: its lessor is the primary
+    c.pause(old);
+    let new = loop {
+        c.run_for(Duration::from_millis(50));
+        let leaders: Vec<u64> = others(&c, old).into_iter().filter(|&id| c.node(id).unwrap().is_leader()).collect();
+        if let Some(&l) = leaders.first() {
+            break l;
+        }
+    };
+    let answer = c.call(new, Request::LeaseGrant(LeaseGrantRequest { ttl: 5, id: 0 }));
+    let Some(Ok(Response::LeaseGrant(grant))) = answer else { panic!("grant failed: {answer:?}") };
+    // The keepalive reaches the old leader before the messages that wait for it.
+    let keepalive = c.request(old, Request::LeaseKeepAlive(LeaseKeepAliveRequest { id: grant.id }));
+    assert!(c.node(old).unwrap().lessor().is_primary(), "the scenario needs an old leader that still leads");
+    c.resume(old);
+    match c.wait(old, keepalive, Duration::from_secs(5)) {
+        Some(Err(Error::NotLeader)) => {}
+        other => panic!("the deposed leader answered {other:?} for a lease its successor granted"),
+    }
 }
 
 /// etcd's lessor, asked to renew a lease it let expire, waits for that lease's revoke. A leader

@@ -568,38 +568,14 @@ impl Node {
             Request::PublishAttributes { name, client_urls } => {
                 internal_request::Request::MemberAttributes(MemberAttributes { id: self.config.id, name, client_urls })
             }
-            Request::LeaseKeepAlive(k) => {
+            // Only the primary lessor answers, and only once a quorum confirmed it still leads and
+            // it applied what was committed when the request arrived: a read (see
+            // `serve_lease_read`).
+            Request::LeaseKeepAlive(_) | Request::LeaseTimeToLive(_) => {
                 if !self.lessor.is_primary() {
                     return Err(Error::NotLeader);
                 }
-                if self.lessor.is_expired(k.id, self.now) {
-                    let waiting: usize = self.expired_renewals.values().map(Vec::len).sum();
-                    if waiting >= limits::LEASE_EXPIRED_RENEWALS_WAITING_MAX {
-                        // The client retries; nothing was renewed.
-                        return Err(Error::TooManyRequests);
-                    }
-                    self.expired_renewals.entry(k.id).or_default().push(id);
-                    return Ok(());
-                }
-                let ttl = self.lessor.renew(k.id, self.now)?;
-                let response = LeaseKeepAliveResponse { header: None, id: k.id, ttl };
-                self.respond(id, Ok(Response::LeaseKeepAlive(response)));
-                return Ok(());
-            }
-            Request::LeaseTimeToLive(t) => {
-                if !self.lessor.is_primary() {
-                    return Err(Error::NotLeader);
-                }
-                let ttl = self.lessor.time_to_live(t.id, self.now).ok_or(Error::LeaseNotFound)?;
-                let response = LeaseTimeToLiveResponse {
-                    header: None,
-                    id: t.id,
-                    ttl: ttl.remaining_ttl_s,
-                    granted_ttl: ttl.granted_ttl_s,
-                    keys: if t.keys { ttl.keys } else { Vec::new() },
-                };
-                self.respond(id, Ok(Response::LeaseTimeToLive(response)));
-                return Ok(());
+                return self.enqueue_read(id, request);
             }
             Request::LeaseLeases(_) => {
                 let leases = self.lessor.leases().into_iter().map(|id| LeaseStatus { id }).collect();
@@ -763,7 +739,60 @@ impl Node {
     }
 
     fn serve_read(&mut self, read: PendingRead) {
-        let result = match &read.request {
+        let result = match read.request {
+            Request::LeaseKeepAlive(_) | Request::LeaseTimeToLive(_) => return self.serve_lease_read(read),
+            _ => self.read_result(&read.request),
+        };
+        self.respond(read.id, result);
+    }
+
+    /// A keepalive or time-to-live whose read round confirmed this member's leadership (a
+    /// deposed leader that has not heard of its successor — paused, or cut off — must not
+    /// answer from its stale lessor: etcd #15247, fixed by etcd's `ensureLeadership`), and
+    /// which came after this member applied what was committed when the request arrived (a
+    /// leader may apply after a follower that already answered a grant: etcd 3.5's
+    /// `waitAppliedIndex`). Found by detcd-sim: a paused, deposed leader answered "not found"
+    /// for a lease granted after it lost its leadership.
+    fn serve_lease_read(&mut self, read: PendingRead) {
+        let id = read.id;
+        if !self.lessor.is_primary() {
+            return self.respond(id, Err(Error::NotLeader));
+        }
+        match read.request {
+            Request::LeaseKeepAlive(k) => {
+                if self.lessor.is_expired(k.id, self.now) {
+                    let waiting: usize = self.expired_renewals.values().map(Vec::len).sum();
+                    if waiting >= limits::LEASE_EXPIRED_RENEWALS_WAITING_MAX {
+                        // The client retries; nothing was renewed.
+                        return self.respond(id, Err(Error::TooManyRequests));
+                    }
+                    self.expired_renewals.entry(k.id).or_default().push(id);
+                    return;
+                }
+                let result = self
+                    .lessor
+                    .renew(k.id, self.now)
+                    .map(|ttl| Response::LeaseKeepAlive(LeaseKeepAliveResponse { header: None, id: k.id, ttl }));
+                self.respond(id, result);
+            }
+            Request::LeaseTimeToLive(t) => {
+                let result = self.lessor.time_to_live(t.id, self.now).ok_or(Error::LeaseNotFound).map(|ttl| {
+                    Response::LeaseTimeToLive(LeaseTimeToLiveResponse {
+                        header: None,
+                        id: t.id,
+                        ttl: ttl.remaining_ttl_s,
+                        granted_ttl: ttl.granted_ttl_s,
+                        keys: if t.keys { ttl.keys } else { Vec::new() },
+                    })
+                });
+                self.respond(id, result);
+            }
+            other => unreachable!("only lease requests are served as lease reads: {other:?}"),
+        }
+    }
+
+    fn read_result(&mut self, request: &Request) -> Result<Response, Error> {
+        match request {
             Request::Range(r) => self.store.range(r).map(Response::Range),
             // A txn without writes writes nothing: the store leaves its revision alone.
             Request::Txn(t) => self.store.txn(t, &self.lessor).map(|a| Response::Txn(a.response)),
@@ -771,8 +800,7 @@ impl Node {
                 Ok(Response::MemberList(MemberListResponse { header: None, members: self.membership.list() }))
             }
             other => unreachable!("only reads are queued as reads: {other:?}"),
-        };
-        self.respond(read.id, result);
+        }
     }
 
     // ---- raft -----------------------------------------------------------------------------

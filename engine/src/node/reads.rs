@@ -94,9 +94,15 @@ impl Reads {
         self.confirmed.drain(..n).flat_map(|(_, reads)| reads).collect()
     }
 
-    /// The leader changed: the round in flight will never be answered.
+    /// The leader changed: the round in flight will never be answered. Its reads fail with
+    /// `LeaderChanged`; its lease requests with `NotLeader`, which sends them on to the new
+    /// leader (only the leader's lessor answers them: see `Node::serve_lease_read`).
     pub fn fail_round(&mut self) -> Vec<(RequestId, Error)> {
-        self.round.take().map_or_else(Vec::new, |r| r.reads.into_iter().map(|p| (p.id, Error::LeaderChanged)).collect())
+        let error = |request: &Request| match request {
+            Request::LeaseKeepAlive(_) | Request::LeaseTimeToLive(_) => Error::NotLeader,
+            _ => Error::LeaderChanged,
+        };
+        self.round.take().map_or_else(Vec::new, |r| r.reads.into_iter().map(|p| (p.id, error(&p.request))).collect())
     }
 
     /// Every read whose deadline passed fails with `Timeout`.
