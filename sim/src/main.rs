@@ -100,12 +100,10 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         "--seed",
     ];
 
-    /// Every client draws one of these from the seed. Not `lease`: lease-only runs
-    /// (`--workload lease`) check well since a lease without keys is removed only where a
-    /// keepalive observes it (see `detcd_checks::models::EtcdModel`), but lease clients beside
-    /// register and txn clients put every operation in one search, which still ran out of its
-    /// memory or step budget on 3 seeds of 100 (5 members, 20 s).
-    const DEFAULT_WORKLOADS: &str = "register,txn,append,watch";
+    /// The seed decides the mix: one run in a few is all list-append (`run::APPEND_ONLY_ONE_IN`),
+    /// of the others one in a few all leases with attached keys (`run::LEASE_ONLY_ONE_IN`), and
+    /// otherwise each client draws register, txn or watch.
+    const DEFAULT_WORKLOADS: &str = "register,txn,append,watch,lease";
 
     /// `all` or a comma-separated list of workload names.
     fn parse_workloads(list: &str) -> Result<Vec<Workload>, String> {
