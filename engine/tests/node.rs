@@ -296,6 +296,38 @@ fn the_same_seed_replays_the_same_run() {
     assert_ne!(run(42).0, run(43).0);
 }
 
+/// An operator retries a MemberAdd that timed out through another member, one that has not
+/// applied the first addition yet: the check at proposal passes there, and the log holds two
+/// additions of one peer URL. The second is refused when it applies, alike on every member
+/// (etcd validates conf changes at apply too), and the member list holds the URL once (found by
+/// detcd-sim, lease-only seed 17: the joiner could never start).
+#[test]
+fn a_second_addition_of_one_peer_url_is_refused_when_it_applies() {
+    let mut c = Cluster::new(3, 4);
+    let leader = c.wait_for_leader();
+    let lagging = others(&c, leader)[0];
+    c.faults.slow_disks.insert(lagging, Duration::from_millis(300));
+    let url = "http://127.0.0.1:12380".to_string();
+    let add = || Request::MemberAdd(MemberAddRequest { peer_ur_ls: vec![url.clone()], is_learner: true });
+    let first = c.call(leader, add());
+    assert!(matches!(first, Some(Ok(Response::MemberAdd(_)))), "the first addition: {first:?}");
+    let in_list = |c: &Cluster, id: u64| c.node(id).unwrap().members().iter().any(|m| m.peer_ur_ls.contains(&url));
+    assert!(!in_list(&c, lagging), "the scenario needs a member that has not applied the first addition");
+    let second = c.call(lagging, add());
+    assert_eq!(
+        second,
+        Some(Err(Error::PeerUrlExists)),
+        "the second addition, proposed where the first was not applied"
+    );
+    c.faults.slow_disks.clear();
+    settle(&mut c);
+    for id in c.ids() {
+        let list = c.node(id).unwrap().members();
+        let with_url = list.iter().filter(|m| m.peer_ur_ls.contains(&url)).count();
+        assert_eq!((list.len(), with_url), (4, 1), "member {id}'s list: {list:?}");
+    }
+}
+
 #[test]
 fn a_learner_joins_catches_up_and_is_promoted_then_members_move_and_leave() {
     let mut c = Cluster::new(3, 11);

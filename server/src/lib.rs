@@ -231,11 +231,19 @@ async fn establish_identity<S: Storage>(
             urls.sort();
             urls == own_urls
         };
-        let (cluster_id, members) = match discover_members(config, is_me).await {
+        // A list naming a member at our URLs that has published a name is not ours to take: that
+        // member started before (its data dir is gone), or the peer has not applied its removal
+        // and our addition yet (a lagging peer: ask the others, and again).
+        let is_me_unstarted = |m: &Member| is_me(m) && m.name.is_empty();
+        let (cluster_id, members) = match discover_members(config, is_me_unstarted).await {
             Ok(found) => found,
-            // Some member answered, but none listed this member's peer URLs: etcd's words
-            // (ValidateClusterAndAssignIDs).
             Err(Some(members)) => {
+                if let Some(me) = members.iter().find(|m| is_me(m)) {
+                    // Rejoining under the same id could break raft's promises.
+                    return Err(format!("member {:x} has already been bootstrapped", me.id));
+                }
+                // Some member answered, but none listed this member's peer URLs: etcd's words
+                // (ValidateClusterAndAssignIDs).
                 check_initial_cluster(config, &members)?;
                 return Err(format!(
                     "error validating peerURLs {}: unmatched member while checking PeerURLs ({})",
@@ -246,12 +254,7 @@ async fn establish_identity<S: Storage>(
             Err(None) => return Err(unreachable_peers(config)),
         };
         check_initial_cluster(config, &members)?;
-        let me = members.iter().find(|m| is_me(m)).expect("discover_members returns a list holding it");
-        if !me.name.is_empty() {
-            // It started before and published its name: its log and votes were in a data dir
-            // that is gone. Rejoining under the same id could break raft's promises.
-            return Err(format!("member {:x} has already been bootstrapped", me.id));
-        }
+        let me = members.iter().find(|m| is_me_unstarted(m)).expect("discover_members returns a list holding it");
         (Identity { member_id: me.id, cluster_id, founder: false }, members)
     };
     storage.save_identity(&identity).map_err(|e| e.to_string())?;

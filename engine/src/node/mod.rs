@@ -943,6 +943,13 @@ impl Node {
     /// A membership change: raft's conf state first, then our member list, then the answer.
     fn apply_conf_change(&mut self, cc: ConfChangeV2) {
         let change = MemberChange::decode(&cc.context[..]).unwrap_or_default();
+        if let Err(e) = self.validate_conf_change(&cc, &change) {
+            // Refused alike on every member; raft's configuration stays as it was.
+            if let Some(waiting) = self.writes.remove(&change.id) {
+                self.respond(waiting.id, Err(e));
+            }
+            return;
+        }
         let result = match self.raw.apply_conf_change(&cc) {
             Ok(conf_state) => {
                 self.raw.mut_store().set_conf_state(conf_state);
@@ -982,6 +989,36 @@ impl Node {
         if let Some(waiting) = self.writes.remove(&change.id) {
             self.respond(waiting.id, result);
         }
+    }
+
+    /// etcd's `ValidateConfigurationChange`, at apply time: a change checked when it was
+    /// proposed may no longer fit once the log reaches it. Two additions of one peer URL
+    /// proposed through two members before either applied (an operator retrying a MemberAdd
+    /// that timed out) made two members with one URL, and the joiner could never start (found
+    /// by detcd-sim, lease-only seed 17). Deterministic: it reads only the applied member list.
+    fn validate_conf_change(&self, cc: &ConfChangeV2, change: &MemberChange) -> Result<(), Error> {
+        for single in cc.get_changes() {
+            let id = single.node_id;
+            let existing = self.membership.get(id);
+            match single.get_change_type() {
+                ConfChangeType::AddNode if existing.is_some_and(|m| m.is_learner) => {}
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    if self.membership.is_removed(id) {
+                        return Err(Error::MemberNotFound);
+                    }
+                    if existing.is_some() {
+                        return Err(Error::MemberExists);
+                    }
+                    let urls = change.member.as_ref().filter(|m| m.id == id).map_or(&[][..], |m| &m.peer_ur_ls[..]);
+                    if self.membership.list().iter().any(|m| m.peer_ur_ls.iter().any(|u| urls.contains(u))) {
+                        return Err(Error::PeerUrlExists);
+                    }
+                }
+                ConfChangeType::RemoveNode if existing.is_none() => return Err(Error::MemberNotFound),
+                ConfChangeType::RemoveNode => {}
+            }
+        }
+        Ok(())
     }
 
     /// One replicated request. Deterministic: every member computes the same result (the
