@@ -10,6 +10,8 @@ pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 /// Extra room gRPC gets above the request limit, so that an oversized request still decodes
 /// and gets etcd's own error rather than a transport error (etcd's `grpcOverheadBytes`).
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// Client connections accepted and told to be gRPC, waiting for the gRPC server to take them.
+pub const CLIENT_ACCEPT_QUEUE: usize = 128;
 
 /// Largest gRPC message the client port receives: request limit plus overhead.
 pub const MAX_GRPC_RECEIVE_BYTES: usize = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;

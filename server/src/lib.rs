@@ -13,6 +13,8 @@ pub mod disk;
 pub mod driver;
 pub mod forward;
 pub mod grpc;
+#[cfg(not(madsim))]
+pub mod http;
 pub mod peer;
 pub mod timer;
 
@@ -355,6 +357,8 @@ async fn client_server(
     // gRPC receives a little more than the request limit so that an oversized request still
     // decodes and gets etcd's own "request is too large".
     let receive_max = max_request_bytes + limits::GRPC_OVERHEAD_BYTES;
+    #[cfg(not(madsim))]
+    let (http_handle, stop_accepting) = (handle.clone(), stop.clone());
     let forwarder = std::sync::Arc::new(forward::Forwarder::new(handle.clone()));
     let router = tonic::transport::Server::builder()
         .add_service(KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max))
@@ -383,17 +387,41 @@ async fn client_server(
     let stopped = async move {
         let _ = stop.changed().await;
     };
-    // etcd's Go clients may send a `scheme://host:port` :authority that h2 refuses: each
-    // connection goes through `authority::AuthorityRewrite` (see there). The simulator's
-    // transport carries no HTTP/2.
+    // Each connection is gRPC (HTTP/2) or etcd's plain-HTTP endpoints (`http`), told apart by
+    // its first bytes as etcd's cmux does. etcd's Go clients may send a `scheme://host:port`
+    // :authority that h2 refuses: each gRPC connection goes through
+    // `authority::AuthorityRewrite` (see there). The simulator's transport carries no HTTP/2.
     #[cfg(not(madsim))]
     let served = {
-        use tokio_stream::StreamExt;
-        let incoming = tonic::transport::server::TcpIncoming::bind(addr)
-            .map_err(|e| format!("client server on {addr}: {e}"))?
-            .with_nodelay(Some(true))
-            .map(|connection| connection.map(authority::AuthorityRewrite::new));
-        router.serve_with_incoming_shutdown(incoming, stopped).await
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("client server on {addr}: {e}"))?;
+        let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel(limits::CLIENT_ACCEPT_QUEUE);
+        let http_handle = http_handle.clone();
+        let mut accept_stop = stop_accepting;
+        tokio::task::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            tracing::warn!(%addr, error = %e, "accepting a client connection failed");
+                            continue;
+                        }
+                    },
+                    _ = accept_stop.changed() => return,
+                };
+                let _ = stream.set_nodelay(true);
+                let (grpc_tx, handle) = (grpc_tx.clone(), http_handle.clone());
+                tokio::task::spawn(async move {
+                    if http::is_grpc(&stream).await {
+                        let _ = grpc_tx.send(Ok::<_, std::io::Error>(authority::AuthorityRewrite::new(stream))).await;
+                    } else {
+                        http::serve_connection(stream, handle).await;
+                    }
+                });
+            }
+        });
+        router.serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(grpc_rx), stopped).await
     };
     #[cfg(madsim)]
     let served = router.serve_with_shutdown(addr, stopped).await;

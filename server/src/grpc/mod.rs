@@ -43,7 +43,7 @@ pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::LeaseService;
 pub use lock::LockService;
-pub use maintenance::{MaintenanceService, ETCD_API_VERSION};
+pub use maintenance::{MaintenanceService, ETCD_API_VERSION, ETCD_VERSION};
 pub use watch::WatchService;
 
 /// etcd's error as a gRPC status: same code, same message (clients parse the message).
