@@ -449,6 +449,22 @@ mod tests {
         Persist { token: index, snapshot: None, entries: vec![entry], hard_state: Some(hard_state), must_sync: true }
     }
 
+    /// Persists entries 2, 3, … one batch each until the power fails at operation
+    /// `failing_op`; the last index acknowledged (0: none).
+    fn persist_until_the_power_fails(fs: &SimFs, failing_op: u64) -> u64 {
+        let mut s = storage(fs).expect("open");
+        s.load().expect("load an empty disk");
+        fs.arm_power_failure(failing_op);
+        let mut acknowledged = 0;
+        for index in 2..40 {
+            if s.persist(&[batch(index, 1)]).is_err() {
+                break;
+            }
+            acknowledged = index;
+        }
+        acknowledged
+    }
+
     /// Every acknowledged persist survives a power failure at any operation; the one in flight
     /// survives whole or not at all; the restarted storage loads and goes on appending.
     #[test]
@@ -456,16 +472,7 @@ mod tests {
         for failing_op in 0..120u64 {
             for seed in 0..4u64 {
                 let fs = SimFs::new();
-                let mut s = storage(&fs).expect("open");
-                s.load().expect("load an empty disk");
-                fs.arm_power_failure(failing_op);
-                let mut acknowledged = 0;
-                for index in 2..40 {
-                    if s.persist(&[batch(index, 1)]).is_err() {
-                        break;
-                    }
-                    acknowledged = index;
-                }
+                let acknowledged = persist_until_the_power_fails(&fs, failing_op);
                 fs.power_loss(seed * 1000 + failing_op, UnsyncedFlips::Never);
                 let recovered = storage(&fs)
                     .and_then(|mut s| s.load())
@@ -494,16 +501,7 @@ mod tests {
         for failing_op in 0..120u64 {
             for seed in 0..4u64 {
                 let fs = SimFs::new();
-                let mut s = storage(&fs).expect("open");
-                s.load().expect("load an empty disk");
-                fs.arm_power_failure(failing_op);
-                let mut acknowledged = 0;
-                for index in 2..40 {
-                    if s.persist(&[batch(index, 1)]).is_err() {
-                        break;
-                    }
-                    acknowledged = index;
-                }
+                let acknowledged = persist_until_the_power_fails(&fs, failing_op);
                 let loss = fs.power_loss(seed * 1000 + failing_op, UnsyncedFlips::OneIn(1));
                 let Some(flip) = loss.flipped else { continue };
                 let case = format!("op {failing_op}, seed {seed}, {flip:?}");

@@ -169,6 +169,11 @@ fn initial_cluster_of(list: &[ClusterMember], slots: usize) -> String {
     entries.join(",")
 }
 
+/// A Cluster client of slot `m`, if it connects within 300 ms.
+async fn cluster_client(m: usize) -> Option<ClusterClient<tonic::transport::Channel>> {
+    tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(m))).await.ok()?.ok()
+}
+
 /// Runs one seed to the end; never panics on a failed check (the report says it).
 pub fn run(options: &Options) -> Report {
     let runtime = madsim::runtime::Runtime::with_seed_and_config(options.seed, madsim::Config::default());
@@ -261,11 +266,7 @@ impl World {
     async fn member_list(&self) -> Option<(usize, Vec<ClusterMember>)> {
         for _ in 0..MEMBER_LIST_ROUNDS {
             for i in self.in_cluster() {
-                let Ok(Ok(mut c)) =
-                    tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(i))).await
-                else {
-                    continue;
-                };
+                let Some(mut c) = cluster_client(i).await else { continue };
                 let req = MemberListRequest { linearizable: true };
                 if let Ok(Ok(r)) = tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_list(req)).await {
                     return Some((i, r.into_inner().members));
@@ -298,11 +299,7 @@ impl World {
         let mut id = None;
         let mut members_after = Vec::new();
         for other in self.in_cluster() {
-            let Ok(Ok(mut c)) =
-                tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other))).await
-            else {
-                continue;
-            };
+            let Some(mut c) = cluster_client(other).await else { continue };
             let req = MemberAddRequest { peer_ur_ls: vec![url.clone()], is_learner: true };
             match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_add(req)).await {
                 Ok(Ok(r)) => {
@@ -418,11 +415,7 @@ impl World {
             }
             lock(&self.removing).insert(m);
             for other in self.in_cluster().into_iter().filter(|&o| o != m) {
-                let Ok(Ok(mut c)) =
-                    tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other))).await
-                else {
-                    continue;
-                };
+                let Some(mut c) = cluster_client(other).await else { continue };
                 match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_remove(MemberRemoveRequest { id })).await {
                     Ok(Ok(_)) => {
                         self.log(format!("remove m{}: removed through m{}", m + 1, other + 1));
@@ -493,11 +486,7 @@ impl World {
         let mut waited_ms = 0;
         while waited_ms <= PROMOTE_RETRY_MS_MAX {
             for other in self.in_cluster().into_iter().filter(|&o| o != m) {
-                let Ok(Ok(mut c)) =
-                    tokio::time::timeout(Duration::from_millis(300), ClusterClient::connect(client_url(other))).await
-                else {
-                    continue;
-                };
+                let Some(mut c) = cluster_client(other).await else { continue };
                 match tokio::time::timeout(CLIENT_OP_TIMEOUT, c.member_promote(MemberPromoteRequest { id })).await {
                     Ok(Ok(_)) => return self.log(format!("promoted m{} ({id:x}) through m{}", m + 1, other + 1)),
                     Ok(Err(e))
