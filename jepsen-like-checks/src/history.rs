@@ -97,13 +97,17 @@
 
 use std::fmt;
 use std::io::{self, BufRead, Write};
+use std::sync::Arc;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Keys and values: a JSON string when valid UTF-8, else an array of byte values.
+///
+/// Shared, so that a clone is a reference count: the linearizability search copies the etcd
+/// model's key map at every write it tries, keys and values with it.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Bytes(pub Vec<u8>);
+pub struct Bytes(pub Arc<[u8]>);
 
 impl Bytes {
     pub fn is_empty(&self) -> bool {
@@ -117,25 +121,25 @@ impl Bytes {
 
 impl From<&str> for Bytes {
     fn from(s: &str) -> Self {
-        Bytes(s.as_bytes().to_vec())
+        Bytes(s.as_bytes().into())
     }
 }
 
 impl From<String> for Bytes {
     fn from(s: String) -> Self {
-        Bytes(s.into_bytes())
+        Bytes(s.into_bytes().into())
     }
 }
 
 impl From<&[u8]> for Bytes {
     fn from(b: &[u8]) -> Self {
-        Bytes(b.to_vec())
+        Bytes(b.into())
     }
 }
 
 impl From<Vec<u8>> for Bytes {
     fn from(b: Vec<u8>) -> Self {
-        Bytes(b)
+        Bytes(b.into())
     }
 }
 
@@ -182,11 +186,11 @@ impl<'de> Deserialize<'de> for Bytes {
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
-                Ok(Bytes(v.as_bytes().to_vec()))
+                Ok(Bytes(v.as_bytes().into()))
             }
 
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
+                Ok(Bytes(v.into()))
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
@@ -194,7 +198,7 @@ impl<'de> Deserialize<'de> for Bytes {
                 while let Some(b) = seq.next_element::<u8>()? {
                     out.push(b);
                 }
-                Ok(Bytes(out))
+                Ok(Bytes(out.into()))
             }
         }
 
@@ -765,7 +769,7 @@ pub fn write_history(mut writer: impl Write, ops: &[Operation]) -> io::Result<()
 fn fmt_range(f: &mut fmt::Formatter<'_>, key: &Bytes, range_end: &Bytes) -> fmt::Result {
     if range_end.is_empty() {
         write!(f, "{key}")
-    } else if range_end.0 == [0] {
+    } else if range_end.as_slice() == [0] {
         write!(f, "{key}..")
     } else {
         write!(f, "{key}..{range_end}")
@@ -963,7 +967,7 @@ mod tests {
         assert_eq!(ops[2].outcome, Outcome::Indeterminate);
         assert_eq!(
             ops[4].op,
-            Request::Delete(DeleteRequest { key: "a".into(), range_end: Bytes(vec![0]), prev_kv: false })
+            Request::Delete(DeleteRequest { key: "a".into(), range_end: Bytes::from(vec![0]), prev_kv: false })
         );
         let mut out = Vec::new();
         write_history(&mut out, &ops).unwrap();
@@ -1037,6 +1041,6 @@ mod tests {
     #[test]
     fn bytes_display_escapes() {
         assert_eq!(Bytes::from("a\"b\n").to_string(), r#""a\"b\n""#);
-        assert_eq!(Bytes(vec![b'a', 0xff, 0]).to_string(), r#""a\xff\0""#);
+        assert_eq!(Bytes::from(vec![b'a', 0xff, 0]).to_string(), r#""a\xff\0""#);
     }
 }

@@ -169,6 +169,32 @@ pub struct Snapshot {
     pub revision: i64,
     pub keys: Rc<BTreeMap<Bytes, KeyState>>,
     pub older: Option<Rc<Snapshot>>,
+    /// A hash of the three fields above (the keys by their [`EtcdState::keys_hash`], the older
+    /// snapshot by its own `hash`), computed once when the snapshot is made, so that hashing a
+    /// state covers its whole past cheaply.
+    pub hash: u64,
+}
+
+impl Snapshot {
+    fn new(revision: i64, keys: Rc<BTreeMap<Bytes, KeyState>>, keys_hash: u128, older: Option<Rc<Snapshot>>) -> Self {
+        let mut hasher = std::hash::DefaultHasher::new();
+        revision.hash(&mut hasher);
+        keys_hash.hash(&mut hasher);
+        older.as_ref().map(|o| o.hash).hash(&mut hasher);
+        Snapshot { revision, keys, older, hash: hasher.finish() }
+    }
+}
+
+/// One key's share of [`EtcdState::keys_hash`]: 128 bits, two SipHashes with different keys.
+fn entry_hash(key: &Bytes, state: &KeyState) -> u128 {
+    let mut first = std::hash::DefaultHasher::new();
+    let mut second = std::hash::DefaultHasher::new();
+    second.write_u64(0x2545_f491_4f6c_dd1d);
+    for hasher in [&mut first, &mut second] {
+        key.hash(hasher);
+        state.hash(hasher);
+    }
+    (u128::from(first.finish()) << 64) | u128::from(second.finish())
 }
 
 /// The maps are shared between the states of the search (most steps are reads, which change
@@ -177,6 +203,9 @@ pub struct Snapshot {
 pub struct EtcdState {
     pub revision: i64,
     pub keys: Rc<BTreeMap<Bytes, KeyState>>,
+    /// The wrapping sum of [`entry_hash`] over `keys`, kept up to date by every write: the search
+    /// hashes a state at every step, and hashing the whole map was a third of its time.
+    pub keys_hash: u128,
     pub leases: Rc<BTreeMap<i64, LeaseState>>,
     /// The revision of the last compaction (0: none).
     pub compact_revision: i64,
@@ -185,14 +214,15 @@ pub struct EtcdState {
     pub past: Option<Rc<Snapshot>>,
 }
 
-/// The past is left out of the hash: it is long, and states equal in everything else are rare
-/// enough (equality still compares it; `Rc` compares pointers first).
+/// Covers everything equality compares, as the search's cache needs: the keys by their
+/// running hash, the past by the hash each snapshot computed when it was made.
 impl Hash for EtcdState {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.revision.hash(state);
-        self.keys.hash(state);
+        self.keys_hash.hash(state);
         self.leases.hash(state);
         self.compact_revision.hash(state);
+        self.past.as_ref().map(|p| p.hash).hash(state);
     }
 }
 
@@ -265,6 +295,8 @@ fn compare(keys: &BTreeMap<Bytes, KeyState>, c: &Compare) -> bool {
 struct Writer<'s> {
     before: &'s EtcdState,
     keys: Rc<BTreeMap<Bytes, KeyState>>,
+    /// [`EtcdState::keys_hash`] of `keys`.
+    keys_hash: u128,
     /// The revision the writes get: the current one + 1.
     write_revision: i64,
     changed: bool,
@@ -316,7 +348,10 @@ impl Writer<'_> {
             version: previous.map_or(0, |s| s.version) + 1,
             lease: p.lease,
         };
-        keys.insert(p.key.clone(), next);
+        self.keys_hash = self.keys_hash.wrapping_add(entry_hash(&p.key, &next));
+        if let Some(old) = keys.insert(p.key.clone(), next) {
+            self.keys_hash = self.keys_hash.wrapping_sub(entry_hash(&p.key, &old));
+        }
         self.changed = true;
         if p.prev_kv {
             prev_kv
@@ -335,8 +370,8 @@ impl Writer<'_> {
         }
         let keys = Rc::make_mut(&mut self.keys);
         for kv in &doomed {
-            let removed = keys.remove(&kv.key);
-            assert!(removed.is_some(), "a selected key exists");
+            let removed = keys.remove(&kv.key).expect("a selected key exists");
+            self.keys_hash = self.keys_hash.wrapping_sub(entry_hash(&kv.key, &removed));
         }
         self.changed = true;
         (doomed.len() as i64, if d.prev_kv { doomed } else { Vec::new() })
@@ -351,7 +386,8 @@ impl Writer<'_> {
         }
         let keys = Rc::make_mut(&mut self.keys);
         for key in doomed {
-            keys.remove(&key);
+            let removed = keys.remove(&key).expect("a selected key exists");
+            self.keys_hash = self.keys_hash.wrapping_sub(entry_hash(&key, &removed));
         }
         self.changed = true;
     }
@@ -359,26 +395,30 @@ impl Writer<'_> {
     fn finish(self, keep_history: bool) -> EtcdState {
         let before = self.before;
         let past = match (keep_history && self.changed, &before.past) {
-            (true, older) => Some(Rc::new(Snapshot {
-                revision: before.revision,
-                keys: Rc::clone(&before.keys),
-                older: older.clone(),
-            })),
+            (true, older) => {
+                Some(Rc::new(Snapshot::new(before.revision, Rc::clone(&before.keys), before.keys_hash, older.clone())))
+            }
             (false, past) => past.clone(),
         };
         let next = EtcdState {
             revision: if self.changed { self.write_revision } else { before.revision },
             keys: self.keys,
+            keys_hash: self.keys_hash,
             leases: Rc::clone(&before.leases),
             compact_revision: before.compact_revision,
             past,
         };
-        // Cheap on every step; the walk over all keys only in debug builds.
+        // Cheap on every step; the walks over all keys only in this crate's unit tests (the
+        // simulator's build keeps debug assertions, and they would cost it more than the search).
         assert!(!self.changed || Rc::strong_count(&next.keys) == 1, "a change copied the map");
-        debug_assert!(next
-            .keys
-            .values()
-            .all(|k| k.mod_revision <= next.revision && k.create_revision <= k.mod_revision));
+        if cfg!(test) {
+            assert!(next.keys.values().all(|k| k.mod_revision <= next.revision && k.create_revision <= k.mod_revision));
+            assert_eq!(
+                next.keys_hash,
+                next.keys.iter().fold(0u128, |sum, (key, k)| sum.wrapping_add(entry_hash(key, k))),
+                "the running hash of the keys went wrong"
+            );
+        }
         next
     }
 }
@@ -404,6 +444,7 @@ impl EtcdModel {
         let mut w = Writer {
             before: state,
             keys: Rc::clone(&state.keys),
+            keys_hash: state.keys_hash,
             write_revision: state.revision + 1,
             changed: false,
             refused: false,
@@ -564,6 +605,7 @@ impl Model for EtcdModel {
         EtcdState {
             revision: self.initial_revision,
             keys: Rc::new(BTreeMap::new()),
+            keys_hash: 0,
             leases: Rc::new(BTreeMap::new()),
             compact_revision: 0,
             past: None,
@@ -635,11 +677,6 @@ impl Model for EtcdModel {
         input.is_read_only()
     }
 
-    fn state_heap_bytes(&self, state: &EtcdState) -> usize {
-        // A B-tree entry costs about its key, its value and 64 bytes of node and fields.
-        state.keys.iter().map(|(k, v)| k.0.len() + v.value.0.len() + 64).sum()
-    }
-
     fn describe_partition(&self, _key: &()) -> String {
         "(the whole key space: the etcd model is not partitioned)".into()
     }
@@ -694,5 +731,80 @@ impl HistoryModel for EtcdModel {
             }
             Request::ListTxn { .. } => Err("list_txn: list-append transactions are for the transaction checks".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::TxnRequest;
+
+    fn recomputed(state: &EtcdState) -> u128 {
+        state.keys.iter().fold(0u128, |sum, (key, k)| sum.wrapping_add(entry_hash(key, k)))
+    }
+
+    /// The running hash of the keys stays the hash of the map, whatever writes change it: puts
+    /// over existing keys, deletes of one key and of ranges, txns, lease revokes.
+    #[test]
+    fn the_running_key_hash_follows_every_kind_of_write() {
+        let model = EtcdModel { leases: true, ..EtcdModel::default() };
+        let mut state = model.init();
+        let mut seed: u64 = 7;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let key = |i: u64| Bytes::from(format!("k{i}"));
+        let put = |k: u64, v: u64, lease: i64| PutRequest {
+            key: key(k),
+            value: format!("v{v}").as_str().into(),
+            lease,
+            prev_kv: false,
+        };
+        let mut writes = 0;
+        for step in 0..2_000u64 {
+            let request = match next(6) {
+                0 | 1 => Request::Put(put(next(5), step, if next(2) == 0 { 0 } else { 1 + next(2) as i64 })),
+                2 => Request::Delete(DeleteRequest { key: key(next(5)), range_end: Bytes::default(), prev_kv: false }),
+                3 => Request::Delete(DeleteRequest { key: key(next(3)), range_end: key(5), prev_kv: false }),
+                4 => Request::Txn(TxnRequest {
+                    compare: vec![],
+                    success: vec![TxnOp::Put(put(next(5), step, 0)), TxnOp::Put(put(next(5), step + 1, 0))],
+                    failure: vec![],
+                }),
+                _ => match next(2) {
+                    0 => Request::LeaseGrant { ttl_s: 10, id: 1 + next(2) as i64 },
+                    _ => Request::LeaseRevoke { id: 1 + next(2) as i64 },
+                },
+            };
+            if let Some((after, _)) = model.apply(&state, &request) {
+                writes += u64::from(after.revision != state.revision);
+                state = after;
+            }
+            assert_eq!(state.keys_hash, recomputed(&state), "after step {step}: {request:?}");
+        }
+        assert!(writes > 500 && !state.keys.is_empty(), "the scenario wrote too little: {writes} writes");
+    }
+
+    /// Equal maps reached in different orders hash the same (the sum does not depend on order).
+    #[test]
+    fn equal_key_maps_reached_in_different_orders_hash_the_same() {
+        let model = EtcdModel::default();
+        let put =
+            |k: &str, v: &str| Request::Put(PutRequest { key: k.into(), value: v.into(), lease: 0, prev_kv: false });
+        let both = |first: &str, second: &str| {
+            let (s, _) = model.apply(&model.init(), &put(first, "x")).unwrap();
+            let (s, _) = model.apply(&s, &put(second, "x")).unwrap();
+            let del = Request::Delete(DeleteRequest { key: "a".into(), range_end: Bytes::default(), prev_kv: false });
+            model.apply(&s, &del).unwrap().0
+        };
+        let (ab, ba) = (both("a", "b"), both("b", "a"));
+        // The surviving key `b` was written at a different revision in each: different states.
+        assert_ne!(ab, ba);
+        assert_ne!(ab.keys_hash, ba.keys_hash);
+        let (s1, _) = model.apply(&model.init(), &put("c", "y")).unwrap();
+        let (s2, _) = model.apply(&model.init(), &put("c", "y")).unwrap();
+        assert_eq!(s1.keys_hash, s2.keys_hash);
+        assert_eq!(s1.keys_hash, recomputed(&s1));
     }
 }

@@ -219,10 +219,6 @@ impl Model for RegisterModel {
         input.is_read_only()
     }
 
-    fn state_heap_bytes(&self, state: &RegisterState) -> usize {
-        state.as_ref().map_or(0, |s| s.value.0.len())
-    }
-
     fn describe_partition(&self, key: &Bytes) -> String {
         format!("key {key}")
     }

@@ -14,8 +14,8 @@ fn wire(b: &Bytes) -> bytes::Bytes {
 
 pub(crate) fn kv(kv: &mvccpb::KeyValue) -> KeyValue {
     KeyValue {
-        key: Bytes(kv.key.to_vec()),
-        value: Bytes(kv.value.to_vec()),
+        key: Bytes::from(&kv.key[..]),
+        value: Bytes::from(&kv.value[..]),
         create_revision: kv.create_revision,
         mod_revision: kv.mod_revision,
         version: kv.version,

@@ -62,7 +62,7 @@ pub(crate) async fn run(client: &mut Client) {
         } else {
             Request::Range(RangeRequest {
                 key: prefix.clone(),
-                range_end: Bytes(prefix_end(prefix.as_slice())),
+                range_end: Bytes::from(prefix_end(prefix.as_slice())),
                 revision: 0,
             })
         };

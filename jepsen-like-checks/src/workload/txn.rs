@@ -30,7 +30,7 @@ pub(crate) async fn run(client: &mut Client) {
         let request = if dice < RANGE_ALL_PERCENT {
             Request::Range(RangeRequest {
                 key: prefix.clone(),
-                range_end: Bytes(prefix_end(prefix.as_slice())),
+                range_end: Bytes::from(prefix_end(prefix.as_slice())),
                 revision: 0,
             })
         } else if dice < RANGE_ALL_PERCENT + PUT_PERCENT {

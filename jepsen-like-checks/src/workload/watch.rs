@@ -66,7 +66,7 @@ fn make_watch(client: &mut Client, seen_revision: i64) -> WatchRequest {
     let (key, range_end) = if client.rng.gen_bool(0.5) {
         (client.random_key("w").into(), Bytes::default())
     } else {
-        (prefix.clone(), Bytes(prefix_end(prefix.as_slice())))
+        (prefix.clone(), Bytes::from(prefix_end(prefix.as_slice())))
     };
     // Past starts stay within the run: before it, the prefix held nothing, and revisions before
     // the recorder's base mean nothing in the history.

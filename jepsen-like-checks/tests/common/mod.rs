@@ -148,7 +148,7 @@ pub struct Reference {
 fn in_range(k: &Bytes, key: &Bytes, end: &Bytes) -> bool {
     if end.is_empty() {
         k == key
-    } else if end.0 == [0] {
+    } else if end.as_slice() == [0] {
         k >= key
     } else {
         k >= key && k < end
