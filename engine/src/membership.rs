@@ -48,6 +48,11 @@ impl Membership {
         self.members.values().cloned().collect()
     }
 
+    /// Whether the list is `members`, in id order.
+    pub fn is(&self, members: &[Member]) -> bool {
+        self.members.values().eq(members.iter())
+    }
+
     pub fn get(&self, id: u64) -> Option<&Member> {
         self.members.get(&id)
     }

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{CompareTarget, KeyValue, Operation, Outcome, Request, Response, TxnOp, TxnOpResponse};
 use crate::linearizability::{self, CheckOptions, CheckResult, Op};
-use crate::models::{EtcdModel, HistoryModel, RegisterModel};
+use crate::models::{EtcdModel, HistoryModel, LeaseClockSlack, RegisterModel};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
@@ -125,13 +125,17 @@ pub fn check_history(ops: &[Operation], model: ModelKind, options: &CheckOptions
         ModelKind::Register => check_with(&RegisterModel, ops, options),
         ModelKind::Etcd => {
             let model = EtcdModel {
-                lease_clock_slack_ns: options.lease_clock_slack_ms.saturating_mul(1_000_000),
+                lease_clock: lease_clock_slack(options),
                 indeterminate_revoke_calls: std::rc::Rc::new(indeterminate_revoke_calls(ops)),
                 ..etcd_model_for(ops)
             };
             check_with(&model, ops, options)
         }
     }
+}
+
+fn lease_clock_slack(options: &CheckOptions) -> LeaseClockSlack {
+    LeaseClockSlack::new(options.lease_clock_slack_ms.saturating_mul(1_000_000), &options.lease_clock_jumps)
 }
 
 /// The etcd model with what `ops` needs: the store's past for ranges at a revision, times for
@@ -213,7 +217,7 @@ pub fn check_with<M: HistoryModel>(
         });
     }
     let lease_expiries = lease_expiries(ops, &referenced)?;
-    let slack_ns = options.lease_clock_slack_ms.saturating_mul(1_000_000);
+    let slack = lease_clock_slack(options);
     for e in &lease_expiries {
         let expiry = Request::LeaseExpire { id: e.lease };
         model.supports(&expiry).map_err(|why| CheckError { id: e.grant, message: why })?;
@@ -223,7 +227,8 @@ pub fn check_with<M: HistoryModel>(
             client: grant.client,
             // The model allows the expiry from its TTL after the renewal less the clock slack;
             // as a candidate it must come no later.
-            call_ns: e.earliest_ns.saturating_sub(slack_ns),
+            // (The slack is largest for the earliest renewal, the grant's call.)
+            call_ns: e.earliest_ns.saturating_sub(slack.after_ns(grant.call_ns)),
             return_ns: None,
             input: expiry,
             output: None,

@@ -198,7 +198,7 @@ pub struct Op<I, O> {
 /// An operation of `M`'s history.
 pub type ModelOp<M> = Op<<M as Model>::Input, <M as Model>::Output>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Wall-clock time for the whole search, over all partitions.
     pub budget_ms: u64,
@@ -213,13 +213,22 @@ pub struct CheckOptions {
     /// Unknown by steps ends so again when replayed (`u64::MAX`: no limit).
     pub step_budget: u64,
     /// For the etcd model: how far a leader's lease clock may run ahead of the history's clock
-    /// ([`crate::models::etcd::EtcdModel::lease_clock_slack_ns`]); 0 for sound clocks.
+    /// by drift ([`crate::models::etcd::EtcdModel::lease_clock`]); 0 for sound clocks.
     pub lease_clock_slack_ms: u64,
+    /// For the etcd model: the servers' clock jumps, if known; a lease renewed at `r` may expire
+    /// early by the slack above plus the jumps of one server at or after `r`.
+    pub lease_clock_jumps: Vec<crate::models::ClockJump>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        CheckOptions { budget_ms: 60_000, cache_budget_mib: 2_048, step_budget: u64::MAX, lease_clock_slack_ms: 0 }
+        CheckOptions {
+            budget_ms: 60_000,
+            cache_budget_mib: 2_048,
+            step_budget: u64::MAX,
+            lease_clock_slack_ms: 0,
+            lease_clock_jumps: Vec::new(),
+        }
     }
 }
 

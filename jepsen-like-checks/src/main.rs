@@ -13,7 +13,7 @@ detcd-check: consistency checkers for recorded etcd histories
 
 USAGE:
     detcd-check check [--model register|etcd] [--budget-ms N] [--cache-budget-mib N] [--report PATH]
-                      [--ordered-progress-requests] FILE...
+                      [--lease-clock-slack-ms N] [--ordered-progress-requests] FILE...
     detcd-check record --endpoints HOST:PORT[,HOST:PORT...] --workload register|txn|append|watch|lease
                        [--clients N] [--duration 10s] [--seed S] [--out FILE] [--op-timeout 1s]
                        [--keys N] [--key-prefix P] [--no-progress]
@@ -47,6 +47,11 @@ OPTIONS (check):
                             gives \"unknown\", which is a failure.
     --cache-budget-mib N    Memory for the search's cache, estimated (peak use runs about 1.5
                             times it) [default: 2048]. Running out gives \"unknown\" too.
+    --lease-clock-slack-ms N
+                            How far the servers' clocks may have run ahead of the history's
+                            over a lease's life: a lease may expire this much before its TTL
+                            is up [default: 0]. detcd-sim passes what it injected (jumps and
+                            drift); give the same number to re-check a simulator's history.
     --ordered-progress-requests
                             Hold answers to watch progress requests (watch_id -1) to the bookmark
                             guarantees. Off by default: etcd 3.4 sends them unordered with the
@@ -109,6 +114,11 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
                 parsed.options.cache_budget_mib =
                     v.parse().map_err(|_| format!("--cache-budget-mib: {v:?} is not a number of MiB"))?;
             }
+            "--lease-clock-slack-ms" => {
+                let v = value("--lease-clock-slack-ms")?;
+                parsed.options.lease_clock_slack_ms =
+                    v.parse().map_err(|_| format!("--lease-clock-slack-ms: {v:?} is not a number of milliseconds"))?;
+            }
             "--budget-ms" => {
                 let v = value("--budget-ms")?;
                 parsed.options.budget_ms =
@@ -139,7 +149,7 @@ fn check_file(path: &str, args: &Args, report: &mut Option<String>) -> bool {
         }
     };
     let verdicts =
-        check_all(&ops, &SuiteOptions { model: args.model, linearizability: args.options, watch: args.watch });
+        check_all(&ops, &SuiteOptions { model: args.model, linearizability: args.options.clone(), watch: args.watch });
     print!("{}", report::text(&verdicts, &format!("{path}: ")));
     if verdicts.passed() {
         return true;

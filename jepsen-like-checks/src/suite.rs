@@ -12,7 +12,7 @@ use crate::history::Operation;
 use crate::linearizability::{CheckOptions, Verdict};
 use crate::watch::{check_watches_with, WatchOptions, WatchReport};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SuiteOptions {
     pub model: ModelKind,
     pub linearizability: CheckOptions,

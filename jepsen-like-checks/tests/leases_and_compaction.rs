@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use detcd_checks::history::{Bytes, KeyValue, Operation, Outcome, PutRequest, RangeRequest, Request, Response};
 use detcd_checks::linearizability::{CheckOptions, Verdict};
+use detcd_checks::models::{ClockJump, LeaseClockSlack};
 use detcd_checks::{check_history, ModelKind};
 
 const S: u64 = 1_000_000_000;
@@ -232,6 +233,44 @@ fn clock_slack_lets_a_lease_that_was_never_renewed_expire_early_by_that_much() {
     let slack = CheckOptions { budget_ms: 30_000, lease_clock_slack_ms: 1_000, ..CheckOptions::default() };
     let checked = check_history(&h, ETCD, &slack).expect("checkable");
     assert_eq!(checked.result.verdict, Verdict::Linearizable);
+}
+
+#[test]
+fn only_a_clock_jump_after_the_last_renewal_lets_a_lease_expire_early() {
+    // Granted with 2 s at 1 s, the key gone at 2.5 s: early by half a second.
+    let h = vec![
+        grant(S, 7, 2, 1),
+        leased_put(S + 100, "a", "1", 7, 2),
+        get(2, S * 25 / 10, S * 25 / 10 + 10, "a", 3, None),
+    ];
+    let with_jumps = |jumps: Vec<ClockJump>| {
+        let options = CheckOptions { budget_ms: 30_000, lease_clock_jumps: jumps, ..CheckOptions::default() };
+        check_history(&h, ETCD, &options).expect("checkable").result.verdict
+    };
+    let jump = |at_ns: u64, server: u64, by_ns: u64| ClockJump { at_ns, server, by_ns };
+    let violation = |v: Verdict| matches!(v, Verdict::NotLinearizable { .. });
+    assert!(violation(with_jumps(vec![])));
+    // A leader's clock that jumped a second after the grant expired it a second early.
+    assert_eq!(with_jumps(vec![jump(S * 3 / 2, 1, S)]), Verdict::Linearizable);
+    // A jump before the grant changes nothing: the leader set the expiry from the jumped clock.
+    assert!(violation(with_jumps(vec![jump(S / 2, 1, S), jump(S * 3 / 2, 2, S / 4)])));
+    // Two servers' jumps do not add up: each leader restarts the lease from its own clock.
+    assert!(violation(with_jumps(vec![jump(S * 5 / 4, 1, S / 4), jump(S * 3 / 2, 2, S / 4)])));
+    // One server's do.
+    assert_eq!(with_jumps(vec![jump(S * 5 / 4, 1, S / 4), jump(S * 3 / 2, 1, S / 4)]), Verdict::Linearizable);
+}
+
+#[test]
+fn the_jump_slack_counts_one_servers_jumps_at_or_after_the_renewal() {
+    let jump = |at_ns: u64, server: u64, by_ns: u64| ClockJump { at_ns, server, by_ns };
+    let slack = LeaseClockSlack::new(5, &[jump(10, 1, 100), jump(20, 2, 150), jump(30, 1, 40), jump(30, 3, 1)]);
+    assert_eq!(slack.after_ns(0), 5 + 150);
+    assert_eq!(slack.after_ns(10), 5 + 150);
+    assert_eq!(slack.after_ns(11), 5 + 150);
+    assert_eq!(slack.after_ns(21), 5 + 40);
+    assert_eq!(slack.after_ns(30), 5 + 40);
+    assert_eq!(slack.after_ns(31), 5);
+    assert_eq!(LeaseClockSlack::default().after_ns(0), 0);
 }
 
 /// Three clients granting leases and keeping them alive, a third of the grants and half of the

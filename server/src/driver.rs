@@ -314,15 +314,14 @@ impl<S: Storage + 'static> Driver<S> {
         loop {
             self.carry_out_outputs().await?;
             let applied = self.node.applied_index();
-            let members = if applied != self.members_checked_at {
-                // The configuration changes only by applies (as in Status: raft's own view).
-                self.learner.store(self.node.learners().contains(&self.node.id()), Ordering::Relaxed);
-                self.node.members()
-            } else {
-                Vec::new()
-            };
+            // The configuration changes only by applies (as in Status: raft's own view).
+            let changed = applied != self.members_checked_at && !self.node.members_are(&self.members_seen);
+            if applied != self.members_checked_at {
+                self.learner.store(self.node.is_learner(self.node.id()), Ordering::Relaxed);
+            }
             self.members_checked_at = applied;
-            if !members.is_empty() && members != self.members_seen {
+            if changed {
+                let members = self.node.members();
                 self.outbox.update_members(&members);
                 self.members_seen = members;
                 let removed: BTreeSet<u64> = self.node.removed_member_ids().into_iter().collect();

@@ -51,6 +51,7 @@ mod cli {
     use std::time::{Duration, Instant};
 
     use detcd_checks::linearizability::{Budget, CheckOptions, Verdict};
+    use detcd_checks::models::ClockJump;
     use detcd_checks::suite::{check_all, Outcome as CheckOutcome, SuiteOptions};
     use detcd_checks::workload::Workload;
     use detcd_checks::{history, report, ModelKind};
@@ -265,21 +266,29 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         }
     }
 
-    /// How far any member's clock may run ahead of the simulated clock over the run: its
-    /// injected jumps plus the largest drift over the whole run. A leader whose clock ran ahead
-    /// expires leases that much early by its own reckoning — what a real etcd does too — so the
-    /// lease model is told to allow it.
-    fn lease_clock_slack_ms(schedule: &Schedule, duration: Duration) -> u64 {
-        let mut jumps_ms: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
-        for event in &schedule.events {
-            if let detcd_sim::schedule::Fault::ClockJump { member, by_ms } = event.fault {
-                *jumps_ms.entry(member).or_default() += by_ms;
-            }
-        }
+    /// How far any member's clock may run ahead of the simulated clock by drift over the run,
+    /// and the clock jumps the schedule injects. A leader whose clock ran ahead expires leases
+    /// that much early by its own reckoning — what a real etcd does too — so the lease model is
+    /// told to allow it.
+    fn lease_clock_slack(schedule: &Schedule, duration: Duration) -> (u64, Vec<ClockJump>) {
+        let jumps = schedule
+            .events
+            .iter()
+            .filter_map(|event| match event.fault {
+                // The jump happens exactly at its event's time (`run` sleeps until then and
+                // awaits nothing before it), and the history's clock starts after the
+                // simulation's: at `at_ms` or earlier in history time. Later would be unsound
+                // (a jump after a renewal taken for one before it).
+                detcd_sim::schedule::Fault::ClockJump { member, by_ms } => {
+                    Some(ClockJump { at_ns: event.at_ms * 1_000_000, server: member as u64, by_ns: by_ms * 1_000_000 })
+                }
+                _ => None,
+            })
+            .collect();
         // The liveness phase after the faults lasts well under a minute.
         let run_ms = duration.as_millis() as u64 + 60_000;
         let drift_ms = run_ms * detcd_sim::run::CLOCK_DRIFT_PPM_MAX.unsigned_abs() / 1_000_000;
-        jumps_ms.values().copied().max().unwrap_or(0) + drift_ms
+        (drift_ms, jumps)
     }
 
     fn replay_line(args: &[String]) -> String {
@@ -389,6 +398,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         let file = std::fs::File::create(&history_path).map_err(|e| format!("{}: {e}", history_path.display()))?;
         history::write_history(std::io::BufWriter::new(file), &report.history)
             .map_err(|e| format!("{}: {e}", history_path.display()))?;
+        let (slack_ms, jumps) = lease_clock_slack(&schedule, flags.duration);
         println!("history: {}", history_path.display());
         let suite = SuiteOptions {
             model: ModelKind::Etcd,
@@ -396,7 +406,8 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
                 budget_ms: CHECK_BUDGET_MS,
                 cache_budget_mib: CHECK_CACHE_MIB,
                 step_budget: CHECK_STEP_BUDGET,
-                lease_clock_slack_ms: lease_clock_slack_ms(&schedule, flags.duration),
+                lease_clock_slack_ms: slack_ms,
+                lease_clock_jumps: jumps,
             },
             ..SuiteOptions::default()
         };

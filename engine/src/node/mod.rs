@@ -413,6 +413,17 @@ impl Node {
         self.membership.list()
     }
 
+    /// Whether the replicated member list is `members` (in id order), without copying it: the
+    /// driver asks after every apply.
+    pub fn members_are(&self, members: &[Member]) -> bool {
+        self.membership.is(members)
+    }
+
+    /// Whether `id` is a learner (raft's own view, as [`Node::learners`]).
+    pub fn is_learner(&self, id: u64) -> bool {
+        self.raw.store().conf_state().learners.contains(&id)
+    }
+
     /// The ids of members removed from the cluster (as of the applied index), ascending.
     pub fn removed_member_ids(&self) -> Vec<u64> {
         self.membership.removed_ids()

@@ -126,8 +126,8 @@ pub struct EtcdModel {
     pub leases: bool,
     /// How far a leader's lease clock may have run ahead of the history's clock over a lease's
     /// life (clock jumps, drift): a lease may expire this much before its TTL is up in history
-    /// time. 0 for a cluster whose clocks are sound; the simulator passes what it injected.
-    pub lease_clock_slack_ns: u64,
+    /// time. None for a cluster whose clocks are sound; the simulator passes what it injected.
+    pub lease_clock: LeaseClockSlack,
     /// For each lease, the earliest call of an indeterminate revoke of it in the history: from
     /// then on a keepalive answered TTL 0 may find it removed while it holds no keys (see
     /// "Removing a lease that holds no keys" above).
@@ -140,9 +140,62 @@ impl Default for EtcdModel {
             initial_revision: 1,
             keep_history: false,
             leases: false,
-            lease_clock_slack_ns: 0,
+            lease_clock: LeaseClockSlack::default(),
             indeterminate_revoke_calls: Rc::new(BTreeMap::new()),
         }
+    }
+}
+
+/// A server's clock jumping forward by `by_ns`, at `at_ns` on the history's clock (or later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockJump {
+    pub at_ns: u64,
+    pub server: u64,
+    pub by_ns: u64,
+}
+
+/// How much earlier than its TTL says a lease may expire, by when it was last renewed.
+///
+/// A leader sets a lease's expiry from its own clock when it renews the lease (or when it
+/// becomes leader); a jump of that clock *afterwards* brings the expiry nearer in real time, a
+/// jump before does nothing. So a lease renewed at `r` may expire early by the drift allowance
+/// plus the largest sum of one server's jumps at or after `r` — one server's, because a new
+/// leader restarts the lease from its own clock with a full TTL. (With lease checkpoints a
+/// shortened remaining TTL could pass from one leader to the next; detcd checkpoints only
+/// leases longer than five minutes, which the simulator's are not.) Counting only the jumps
+/// after the renewal, instead of every jump of the run, keeps most expiries pinned to a narrow
+/// window: a lease that may expire almost anywhere multiplies the search.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseClockSlack {
+    /// The allowance for drift, whatever the renewal.
+    pub drift_ns: u64,
+    /// (t, the jumps' share of the slack for a renewal at or before t and after the previous t),
+    /// t ascending; none after the last t.
+    steps: Vec<(u64, u64)>,
+}
+
+impl LeaseClockSlack {
+    pub fn new(drift_ns: u64, jumps: &[ClockJump]) -> Self {
+        let mut times: Vec<u64> = jumps.iter().map(|j| j.at_ns).collect();
+        times.sort_unstable();
+        times.dedup();
+        let steps = times
+            .iter()
+            .map(|&t| {
+                let mut per_server: BTreeMap<u64, u64> = BTreeMap::new();
+                for j in jumps.iter().filter(|j| j.at_ns >= t) {
+                    *per_server.entry(j.server).or_default() += j.by_ns;
+                }
+                (t, per_server.values().copied().max().unwrap_or(0))
+            })
+            .collect();
+        LeaseClockSlack { drift_ns, steps }
+    }
+
+    /// The slack for a lease last renewed at `renewed_ns`.
+    pub fn after_ns(&self, renewed_ns: u64) -> u64 {
+        let i = self.steps.partition_point(|&(t, _)| t < renewed_ns);
+        self.drift_ns.saturating_add(self.steps.get(i).map_or(0, |&(_, jumps_ns)| jumps_ns))
     }
 }
 
@@ -542,7 +595,7 @@ impl EtcdModel {
     /// The earliest instant `lease` may expire: its TTL after its earliest last renewal, less
     /// the clock slack.
     fn earliest_expiry_ns(&self, lease: &LeaseState) -> u64 {
-        lease.renewed_ns.saturating_add(lease.ttl_ns).saturating_sub(self.lease_clock_slack_ns)
+        lease.renewed_ns.saturating_add(lease.ttl_ns).saturating_sub(self.lease_clock.after_ns(lease.renewed_ns))
     }
 
     /// Whether an expiry or an indeterminate revoke can have removed `lease` (alive) by `latest_ns`.
