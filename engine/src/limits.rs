@@ -23,6 +23,12 @@ pub const MAX_TXN_OPS: usize = 128;
 /// Default backend quota (`--quota-backend-bytes`): 2 GiB.
 pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
 
+/// What a put counts for against the quota beyond its key and value (etcd's `kvOverhead`).
+pub const QUOTA_PUT_OVERHEAD_BYTES: u64 = 256;
+
+/// What a lease grant counts for against the quota (etcd's `leaseOverhead`).
+pub const QUOTA_LEASE_OVERHEAD_BYTES: u64 = 64;
+
 /// Largest quota etcd suggests: 8 GiB.
 pub const QUOTA_BACKEND_BYTES_MAX_SUGGESTED: u64 = 8 * 1024 * 1024 * 1024;
 

@@ -589,3 +589,85 @@ fn a_keepalive_of_an_expired_lease_waits_for_its_revoke() {
     let others = others(&c, leader);
     assert_eq!(read(&mut c, others[0], "owned").as_deref(), Some("v"));
 }
+
+/// etcd's quota: a store past `--quota-backend-bytes` refuses writes that add data with NOSPACE
+/// and raises the alarm for the whole cluster; reads, deletes and compaction still work; even
+/// with the space freed, writes stay refused until the alarm is disarmed. The alarm is
+/// replicated state: a member restarted from a snapshot still has it.
+#[test]
+fn a_full_store_raises_nospace_until_compacted_and_disarmed() {
+    use detcd_proto::etcdserverpb::{
+        alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmType, DeleteRangeRequest,
+    };
+    let voters = vec![1, 2, 3];
+    let configs = voters
+        .iter()
+        .map(|&id| {
+            let mut cfg = Config::new(id, voters.clone());
+            cfg.quota_backend_bytes = 4_000;
+            cfg.snapshot_count = 10;
+            (id, cfg)
+        })
+        .collect();
+    let mut c = Cluster::with_configs(configs, 8);
+    let leader = c.wait_for_leader();
+    let follower = others(&c, leader)[0];
+    let value = "v".repeat(200);
+    let mut written = 0;
+    let refused = loop {
+        match c.put(follower, &format!("k{written}"), &value) {
+            Some(Ok(_)) => written += 1,
+            other => break other,
+        }
+        assert!(written < 100, "the quota never bit");
+    };
+    assert_eq!(refused, Some(Err(Error::NoSpace)));
+    assert!(written >= 5, "only {written} puts fit");
+    // The refusing member proposed the alarm; it reaches every member through the log.
+    let raised =
+        c.run_until(Duration::from_secs(5), |c| c.ids().iter().all(|&id| !c.node(id).unwrap().alarms().is_empty()));
+    assert!(raised, "the NOSPACE alarm was not raised everywhere");
+    let alarm = |action: AlarmAction, member_id: u64| {
+        Request::Alarm(AlarmRequest { action: action as i32, member_id, alarm: AlarmType::Nospace as i32 })
+    };
+    let nospace = AlarmMember { member_id: follower, alarm: AlarmType::Nospace as i32 };
+    for id in c.ids() {
+        assert_eq!(c.node(id).unwrap().alarms(), vec![nospace], "member {id}'s alarms");
+    }
+    match c.call(leader, alarm(AlarmAction::Get, 0)) {
+        Some(Ok(Response::Alarm(r))) => assert_eq!(r.alarms, vec![nospace]),
+        other => panic!("alarm list: {other:?}"),
+    }
+    // Reads and deletes work; a lease grant adds data and is refused.
+    assert_eq!(read(&mut c, leader, "k0").as_deref(), Some(value.as_str()));
+    let grant = c.call(leader, Request::LeaseGrant(LeaseGrantRequest { ttl: 60, id: 0 }));
+    assert_eq!(grant, Some(Err(Error::NoSpace)));
+    let delete_all = Request::DeleteRange(DeleteRangeRequest {
+        key: Bytes::from("k"),
+        range_end: Bytes::from("l"),
+        ..Default::default()
+    });
+    assert!(matches!(c.call(leader, delete_all), Some(Ok(Response::DeleteRange(r))) if r.deleted == written));
+    let rev = c.node(leader).unwrap().store().current_revision();
+    assert!(matches!(
+        c.call(leader, Request::Compact(CompactionRequest { revision: rev, physical: true })),
+        Some(Ok(_))
+    ));
+    assert!(c.node(leader).unwrap().store().size_bytes() < 1_000, "the compaction freed the space");
+    // Still refused when it applies, with space to spare: the alarm holds until disarmed.
+    assert_eq!(c.put(leader, "after", "compaction"), Some(Err(Error::NoSpace)));
+    // A member restarted from its disk (a snapshot was taken) still knows the alarm.
+    c.crash(follower);
+    c.restart(follower);
+    settle(&mut c);
+    assert_eq!(c.node(follower).unwrap().alarms(), vec![nospace]);
+    match c.call(leader, alarm(AlarmAction::Deactivate, follower)) {
+        Some(Ok(Response::Alarm(r))) => assert_eq!(r.alarms, vec![nospace]),
+        other => panic!("alarm disarm: {other:?}"),
+    }
+    ok_put(&mut c, follower, "after", "disarm");
+    settle(&mut c);
+    for id in c.ids() {
+        assert!(c.node(id).unwrap().alarms().is_empty(), "member {id} still alarmed");
+    }
+}

@@ -51,6 +51,10 @@ pub struct MemberStatus {
     pub applied_index: u64,
     pub revision: i64,
     pub is_learner: bool,
+    /// The store's size as the quota counts it ([`detcd_engine::mvcc::Store::size_bytes`]).
+    pub db_size_bytes: u64,
+    /// Whether any alarm is raised (NOSPACE, CORRUPT) anywhere in the cluster.
+    pub alarmed: bool,
 }
 
 pub enum Command {
@@ -414,6 +418,8 @@ impl<S: Storage + 'static> Driver<S> {
                     applied_index: self.node.applied_index(),
                     revision: store.current_revision(),
                     is_learner: self.node.learners().contains(&self.node.id()),
+                    db_size_bytes: store.size_bytes(),
+                    alarmed: !self.node.alarms().is_empty(),
                 });
             }
         }

@@ -132,9 +132,12 @@ async fn route(method: &str, path: &str, handle: &Handle) -> Reply {
     reply
 }
 
-/// etcd 3.4's health check: a leader is known and a linearizable read (of the key `health`)
-/// succeeds in time. (Alarms would make it false too; detcd raises none yet: README.)
+/// etcd 3.4's health check: no alarm is raised (NOSPACE makes a member unhealthy), a leader is
+/// known and a linearizable read (of the key `health`) succeeds in time.
 async fn healthy(handle: &Handle) -> bool {
+    if handle.status().await.map_or(true, |s| s.alarmed) {
+        return false;
+    }
     let read = Request::Range(RangeRequest { key: Bytes::from_static(b"health"), ..Default::default() });
     matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, handle.call(read)).await, Ok(Ok(Response::Range(_))))
 }

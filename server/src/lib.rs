@@ -69,6 +69,9 @@ pub fn node_config(config: &ServerConfig, founding: bool) -> Result<NodeConfig, 
     node.election_ticks = (config.election_timeout_ms / config.heartbeat_interval_ms) as usize;
     node.snapshot_count = config.snapshot_count.max(1);
     node.max_request_bytes = config.max_request_bytes;
+    // etcd: 0 means the default quota.
+    node.quota_backend_bytes =
+        if config.quota_backend_bytes == 0 { limits::QUOTA_BACKEND_BYTES_DEFAULT } else { config.quota_backend_bytes };
     node.snapshot_catch_up_entries = config.snapshot_catch_up_entries;
     node.request_timeout = Duration::from_secs(5) + Duration::from_millis(2 * config.election_timeout_ms);
     Ok(node)

@@ -63,6 +63,18 @@ pub struct Store {
     pub(crate) current_revision: i64,
     /// The last compaction's revision; -1 before the first, as in etcd.
     pub(crate) compact_revision: i64,
+    /// [`Store::size_bytes`], kept up to date by every commit and compaction.
+    pub(crate) size_bytes: u64,
+}
+
+/// What one stored version counts for in [`Store::size_bytes`] beyond its key and value: about
+/// what etcd's bbolt spends on a revision (its 17-byte revision key, the encoded key-value's
+/// other fields, the key index entry, page overhead).
+pub const VERSION_OVERHEAD_BYTES: u64 = 64;
+
+/// The size one version of `key` holding `value` counts for.
+pub fn version_bytes(key: &[u8], value: &[u8]) -> u64 {
+    key.len() as u64 + value.len() as u64 + VERSION_OVERHEAD_BYTES
 }
 
 impl Default for Store {
@@ -113,7 +125,21 @@ fn header(revision: i64) -> Option<ResponseHeader> {
 
 impl Store {
     pub fn new() -> Store {
-        Store { keys: BTreeMap::new(), current_revision: 1, compact_revision: -1 }
+        Store { keys: BTreeMap::new(), current_revision: 1, compact_revision: -1, size_bytes: 0 }
+    }
+
+    /// The store's size as the quota (`--quota-backend-bytes`) and Status's `db_size` see it:
+    /// [`version_bytes`] summed over every version held (tombstones too), so it grows with every
+    /// write and shrinks when a compaction drops versions. There is no file with free pages
+    /// behind it: compaction frees at once, and defragmenting has nothing left to give back.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// [`Store::size_bytes`] counted from scratch (after a compaction or a restore, which walk the
+    /// whole store anyway).
+    pub(crate) fn count_size_bytes(&self) -> u64 {
+        self.keys.iter().map(|(key, h)| h.versions().iter().map(|v| version_bytes(key, &v.value)).sum::<u64>()).sum()
     }
 
     /// The revision of the last write (1 for a fresh store).
@@ -325,6 +351,7 @@ impl Store {
         }
         self.keys.retain(|_, history| !history.compact(revision));
         self.compact_revision = revision;
+        self.size_bytes = self.count_size_bytes();
         Ok(CompactionResponse { header: header(self.current_revision) })
     }
 
@@ -485,6 +512,13 @@ impl Store {
     }
 
     fn commit(&mut self, batch: Batch) -> Vec<Event> {
+        for event in &batch.events {
+            let kv = event.kv.as_ref().expect("events carry a kv");
+            // A delete stores a tombstone: the key without a value.
+            self.size_bytes += version_bytes(&kv.key, &kv.value);
+        }
+        // The walk over the whole store only in this crate's unit tests.
+        assert!(!cfg!(test) || self.size_bytes == self.count_size_bytes(), "size accounting is off");
         if batch.sub > 0 {
             assert_eq!(batch.main, self.current_revision + 1, "a batch writes the next revision");
             self.current_revision = batch.main;

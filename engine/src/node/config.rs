@@ -34,6 +34,9 @@ pub struct Config {
     pub max_inflight_msgs: usize,
     /// Largest client request accepted (etcd's `--max-request-bytes`).
     pub max_request_bytes: usize,
+    /// Largest store size, as [`crate::mvcc::Store::size_bytes`] counts it, before writes that
+    /// add data are refused and the NOSPACE alarm is raised (etcd's `--quota-backend-bytes`).
+    pub quota_backend_bytes: u64,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             max_size_per_msg_bytes: limits::RAFT_MAX_SIZE_PER_MSG_BYTES,
             max_inflight_msgs: limits::RAFT_MAX_INFLIGHT_MSGS,
             max_request_bytes: limits::MAX_REQUEST_BYTES,
+            quota_backend_bytes: limits::QUOTA_BACKEND_BYTES_DEFAULT,
         }
     }
 }

@@ -1,10 +1,11 @@
 //! What goes into a [`Node`](super::Node) and what comes out of it.
 
 use detcd_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, MemberAddRequest,
-    MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest, MemberPromoteResponse,
-    MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse, MoveLeaderRequest,
-    MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
+    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    MoveLeaderRequest, MoveLeaderResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
+    TxnRequest, TxnResponse,
 };
 use detcd_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
@@ -61,6 +62,8 @@ pub enum Request {
         name: String,
         client_urls: Vec<String>,
     },
+    /// etcd's Alarm: list, raise or disarm, every action through raft (as etcd does).
+    Alarm(AlarmRequest),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +84,7 @@ pub enum Response {
     LeaseKeepAlive(LeaseKeepAliveResponse),
     LeaseTimeToLive(LeaseTimeToLiveResponse),
     LeaseLeases(LeaseLeasesResponse),
+    Alarm(AlarmResponse),
 }
 
 impl Response {
@@ -102,6 +106,7 @@ impl Response {
             Response::LeaseKeepAlive(r) => r.header.as_ref(),
             Response::LeaseTimeToLive(r) => r.header.as_ref(),
             Response::LeaseLeases(r) => r.header.as_ref(),
+            Response::Alarm(r) => r.header.as_ref(),
         }
     }
 
@@ -123,6 +128,7 @@ impl Response {
             Response::LeaseKeepAlive(r) => &mut r.header,
             Response::LeaseTimeToLive(r) => &mut r.header,
             Response::LeaseLeases(r) => &mut r.header,
+            Response::Alarm(r) => &mut r.header,
         }
     }
 

@@ -38,10 +38,11 @@ mod config;
 mod io;
 mod reads;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ::raft::{RawNode, ReadState};
 use bytes::Bytes;
+use detcd_proto::etcdserverpb::{alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
 use detcd_proto::etcdserverpb::{
     request_op, Member, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,
     MemberUpdateResponse, MoveLeaderResponse, ResponseHeader, TxnRequest,
@@ -56,6 +57,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use config::{Config, Recovered};
+
+/// Active alarms: (member id, `AlarmType` as etcd numbers it), in etcd's order.
+type Alarms = BTreeSet<(u64, i32)>;
 pub use io::{Output, Persist, PersistToken, Request, RequestId, Response};
 use reads::{PendingRead, Reads};
 
@@ -123,6 +127,9 @@ pub struct Node {
     leader_id: u64,
     leader_changes: u64,
     membership: Membership,
+    /// Active alarms, replicated (etcd's alarm store): (member id, `AlarmType`). While a NOSPACE
+    /// is among them, writes that add data are refused when they apply.
+    alarms: Alarms,
     /// A MoveLeader in progress: who asked, to whom, until when.
     transfer: Option<(RequestId, u64, Instant)>,
     /// Set once a conf change removing this member is applied: the driver should stop it.
@@ -148,17 +155,17 @@ impl Node {
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let founders = Membership::founding(&config.initial_voters, &config.initial_members);
-        let empty_image = encode_image(&Store::new(), 1, config.cluster_id, &founders, &Lessor::new(1));
+        let empty_image = encode_image(&Store::new(), 1, config.cluster_id, &founders, &Lessor::new(1), &Alarms::new());
         let bootstrap = LogStore::bootstrap(config.initial_voters.clone(), empty_image);
         let snapshot = recovered.snapshot.filter(|s| s.get_metadata().index > 0);
         let log = LogStore::recover(bootstrap, recovered.hard_state, snapshot, recovered.entries)?;
         let base = log.latest_snapshot();
         let applied_index = base.get_metadata().index;
         let min_ttl_s = lease::min_ttl_s(config.election_ticks as u64, config.heartbeat_interval.as_millis() as u64);
-        let (store, membership, lessor) = if applied_index > 0 {
+        let (store, membership, lessor, alarms) = if applied_index > 0 {
             decode_image(&base.data, min_ttl_s)?
         } else {
-            (Store::new(), Membership::default(), Lessor::new(min_ttl_s))
+            (Store::new(), Membership::default(), Lessor::new(min_ttl_s), Alarms::new())
         };
         let watches = WatchHub::new(now, Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS_DEFAULT), &store);
         let raft_config = ::raft::Config {
@@ -204,6 +211,7 @@ impl Node {
             leader_id: 0,
             leader_changes: 0,
             membership,
+            alarms,
             transfer: None,
             removed,
             lessor,
@@ -435,7 +443,14 @@ impl Node {
 
     /// The applied state as a state image (what Maintenance.Snapshot streams).
     pub fn state_image(&self) -> Vec<u8> {
-        encode_image(&self.store, self.applied_index, self.config.cluster_id, &self.membership, &self.lessor)
+        encode_image(
+            &self.store,
+            self.applied_index,
+            self.config.cluster_id,
+            &self.membership,
+            &self.lessor,
+            &self.alarms,
+        )
     }
 
     // ---- watches: streams are the driver's; see `crate::watch` for the contract ------------
@@ -525,6 +540,7 @@ impl Node {
             Request::PublishAttributes { name, client_urls } => {
                 name.len() + client_urls.iter().map(String::len).sum::<usize>()
             }
+            Request::Alarm(r) => r.encoded_len(),
         };
         if size > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
@@ -532,6 +548,7 @@ impl Node {
         if self.pending_requests() >= limits::PENDING_REQUESTS_MAX {
             return Err(Error::TooManyRequests);
         }
+        self.check_quota(&request)?;
         let internal = match request {
             Request::Range(r) if r.serializable => {
                 let response = self.store.range(&r)?;
@@ -576,6 +593,7 @@ impl Node {
                 internal_request::Request::LeaseGrant(g)
             }
             Request::LeaseRevoke(r) => internal_request::Request::LeaseRevoke(r),
+            Request::Alarm(a) => internal_request::Request::Alarm(a),
             Request::PublishAttributes { name, client_urls } => {
                 internal_request::Request::MemberAttributes(MemberAttributes { id: self.config.id, name, client_urls })
             }
@@ -655,6 +673,36 @@ impl Node {
             }
         };
         self.propose(id, internal)
+    }
+
+    /// etcd's quota check at admission (`quotaKVServer` / `quotaLeaseServer`): a request that
+    /// would add data (a put, a txn that may put, a lease grant) and would take the store past
+    /// `--quota-backend-bytes` is refused with NOSPACE, and this member raises the NOSPACE alarm
+    /// through raft (once: not while it is already raised for this member). Every other request
+    /// passes: deletes, compactions and revokes are how a cluster gets out of it.
+    fn check_quota(&mut self, request: &Request) -> Result<(), Error> {
+        let cost_bytes = match request {
+            // etcd's costPut / costTxn / leaseOverhead: key, value and a fixed overhead.
+            Request::Put(p) => (p.key.len() + p.value.len()) as u64 + limits::QUOTA_PUT_OVERHEAD_BYTES,
+            Request::Txn(t) => txn_put_cost_bytes(t),
+            Request::LeaseGrant(_) => limits::QUOTA_LEASE_OVERHEAD_BYTES,
+            _ => 0,
+        };
+        if cost_bytes == 0 || self.store.size_bytes() + cost_bytes <= self.config.quota_backend_bytes {
+            return Ok(());
+        }
+        let nospace = AlarmType::Nospace as i32;
+        if !self.alarms.contains(&(self.config.id, nospace)) && self.leader_id() != 0 {
+            let raise =
+                AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.config.id, alarm: nospace };
+            self.propose_internal(internal_request::Request::Alarm(raise));
+        }
+        Err(Error::NoSpace)
+    }
+
+    /// The active alarms, in etcd's order (member id, then type).
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.alarms.iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
     }
 
     /// Proposes a request of the member's own (a lease revoke or checkpoint), with no client
@@ -1036,6 +1084,16 @@ impl Node {
     /// lessor's clocks, which differ, only matter on the leader and never change the result).
     fn apply_request(&mut self, request: Option<internal_request::Request>) -> Result<Response, Error> {
         use internal_request::Request as R;
+        // etcd's applierV3Capped: while a NOSPACE alarm is raised, nothing that adds data
+        // applies — on every member alike, since the alarms are replicated state.
+        let adds_data = match &request {
+            Some(R::Put(_)) | Some(R::LeaseGrant(_)) => true,
+            Some(R::Txn(t)) => txn_put_cost_bytes(t) > 0,
+            _ => false,
+        };
+        if adds_data && self.alarms.iter().any(|&(_, alarm)| alarm == AlarmType::Nospace as i32) {
+            return Err(Error::NoSpace);
+        }
         match request {
             Some(R::Put(p)) => {
                 let applied = self.store.put(&p, &self.lessor)?;
@@ -1094,9 +1152,31 @@ impl Node {
                 // Proposed by the member itself: no client waits for this answer.
                 Err(Error::NotCapable)
             }
-            // Alarms are not served yet; refused identically on every member.
-            Some(R::Alarm(_)) | None => Err(Error::NotCapable),
+            Some(R::Alarm(a)) => Ok(Response::Alarm(self.apply_alarm(&a))),
+            None => Err(Error::NotCapable),
         }
+    }
+
+    /// etcd's `applyAlarm`: GET lists the alarms (of one type, or all for NONE); ACTIVATE and
+    /// DEACTIVATE answer with the alarm they changed, nothing if it was already so.
+    fn apply_alarm(&mut self, a: &AlarmRequest) -> AlarmResponse {
+        let alarm = (a.member_id, a.alarm);
+        let alarms = match a.action() {
+            AlarmAction::Get => self
+                .alarms
+                .iter()
+                .filter(|&&(_, t)| a.alarm == AlarmType::None as i32 || t == a.alarm)
+                .map(|&(member_id, alarm)| AlarmMember { member_id, alarm })
+                .collect(),
+            AlarmAction::Activate if a.alarm != AlarmType::None as i32 && self.alarms.insert(alarm) => {
+                vec![AlarmMember { member_id: a.member_id, alarm: a.alarm }]
+            }
+            AlarmAction::Deactivate if self.alarms.remove(&alarm) => {
+                vec![AlarmMember { member_id: a.member_id, alarm: a.alarm }]
+            }
+            AlarmAction::Activate | AlarmAction::Deactivate => Vec::new(),
+        };
+        AlarmResponse { header: None, alarms }
     }
 
     /// Every store write's events go to the lessor (key attachments) and to the watchers.
@@ -1140,7 +1220,8 @@ impl Node {
     fn take_snapshot(&mut self) {
         let index = self.applied_index;
         let log = self.raw.store();
-        let image = encode_image(&self.store, index, self.config.cluster_id, &self.membership, &self.lessor);
+        let image =
+            encode_image(&self.store, index, self.config.cluster_id, &self.membership, &self.lessor, &self.alarms);
         // The canary labels the image with the index before the last entry it holds (when that
         // entry is an ordinary request, which can apply twice without tripping raft).
         #[cfg(feature = "canary")]
@@ -1171,7 +1252,7 @@ impl Node {
     fn install_snapshot(&mut self, snapshot: &Snapshot) {
         let index = snapshot.get_metadata().index;
         assert!(index >= self.applied_index, "snapshot {index} behind applied {}", self.applied_index);
-        (self.store, self.membership, self.lessor) = decode_image(&snapshot.data, self.lessor.min_ttl_s())
+        (self.store, self.membership, self.lessor, self.alarms) = decode_image(&snapshot.data, self.lessor.min_ttl_s())
             .unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
         // The restored lessor is not the primary: no revoke will be seen here for them.
         self.fail_expired_renewals();
@@ -1190,12 +1271,30 @@ fn txn_is_read_only(t: &TxnRequest) -> bool {
     })
 }
 
+/// etcd's `costTxn`: the larger of the two branches' put costs (nested txns included); 0 for a
+/// txn that cannot put.
+fn txn_put_cost_bytes(t: &TxnRequest) -> u64 {
+    let branch = |ops: &[detcd_proto::etcdserverpb::RequestOp]| -> u64 {
+        ops.iter()
+            .map(|op| match &op.request {
+                Some(request_op::Request::RequestPut(p)) => {
+                    (p.key.len() + p.value.len()) as u64 + limits::QUOTA_PUT_OVERHEAD_BYTES
+                }
+                Some(request_op::Request::RequestTxn(nested)) => txn_put_cost_bytes(nested),
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&t.success).max(branch(&t.failure))
+}
+
 fn encode_image(
     store: &Store,
     applied_index: u64,
     cluster_id: u64,
     membership: &Membership,
     lessor: &Lessor,
+    alarms: &Alarms,
 ) -> Vec<u8> {
     StateImage {
         applied_index,
@@ -1206,13 +1305,15 @@ fn encode_image(
         members: membership.list(),
         removed_member_ids: membership.removed_ids(),
         cluster_id,
+        alarms: alarms.iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect(),
     }
     .encode_to_vec()
 }
 
-fn decode_image(data: &[u8], min_ttl_s: i64) -> Result<(Store, Membership, Lessor), String> {
+fn decode_image(data: &[u8], min_ttl_s: i64) -> Result<(Store, Membership, Lessor, Alarms), String> {
     let image = StateImage::decode(data).map_err(|e| format!("state image does not decode: {e}"))?;
     let store = Store::from_key_images(image.current_revision, image.compact_revision, image.keys)?;
     let lessor = Lessor::restore(&image.leases, store.live_leased_keys(), min_ttl_s);
-    Ok((store, Membership::from_list(image.members, image.removed_member_ids), lessor))
+    let alarms = image.alarms.iter().map(|a| (a.member_id, a.alarm)).collect();
+    Ok((store, Membership::from_list(image.members, image.removed_member_ids), lessor, alarms))
 }

@@ -2,9 +2,9 @@ use detcd_engine::node::{Request, Response};
 use detcd_engine::Error;
 use detcd_proto::etcdserverpb::maintenance_server::Maintenance;
 use detcd_proto::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    ResponseHeader, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, ResponseHeader,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
@@ -32,16 +32,9 @@ pub fn header(s: &MemberStatus) -> ResponseHeader {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: GrpcRequest<AlarmRequest>) -> Result<GrpcResponse<AlarmResponse>, Status> {
-        super::voters_only(&self.handle)?;
-        // No alarm is ever raised yet (quotas come later): listing gives none, and there is
-        // nothing to disarm. Raising an alarm by hand is not supported.
-        match req.get_ref().action() {
-            AlarmAction::Get | AlarmAction::Deactivate => {
-                let s = self.handle.status().await.map_err(status)?;
-                Ok(GrpcResponse::new(AlarmResponse { header: Some(header(&s)), alarms: vec![] }))
-            }
-            AlarmAction::Activate => Err(Status::unimplemented("detcd: raising alarms is not supported yet")),
-        }
+        // Every action through raft, as etcd does: a listing is as fresh as a write, and
+        // raising or disarming reaches every member.
+        call_node!(self, req, Alarm)
     }
 
     async fn status(&self, _req: GrpcRequest<StatusRequest>) -> Result<GrpcResponse<StatusResponse>, Status> {
@@ -49,13 +42,14 @@ impl Maintenance for MaintenanceService {
         Ok(GrpcResponse::new(StatusResponse {
             header: Some(header(&s)),
             version: ETCD_VERSION.into(),
-            db_size: 0,
+            db_size: i64::try_from(s.db_size_bytes).unwrap_or(i64::MAX),
             leader: s.leader_id,
             raft_index: s.commit_index,
             raft_term: s.term,
             raft_applied_index: s.applied_index,
             errors: vec![],
-            db_size_in_use: 0,
+            // No free pages: compaction gives space back at once (see `Store::size_bytes`).
+            db_size_in_use: i64::try_from(s.db_size_bytes).unwrap_or(i64::MAX),
             is_learner: s.is_learner,
         }))
     }
