@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub log_level: String,
+    /// Logs as JSON lines (`--log-format json`), else as text (`console`, the default).
+    pub log_json: bool,
 }
 
 /// (flag, what it sets, default), in `--help` order.
@@ -49,6 +51,7 @@ const FLAGS: &[(&str, &str, &str)] = &[
     ("quota-backend-bytes", "raise an alarm when the store exceeds this size", "2147483648"),
     ("max-request-bytes", "largest client request accepted, in bytes", "1572864"),
     ("log-level", "debug, info, warn or error", "info"),
+    ("log-format", "console (text lines) or json (one JSON object per line)", "console"),
 ];
 
 pub fn usage() -> String {
@@ -133,6 +136,11 @@ impl ServerConfig {
             quota_backend_bytes: number("quota-backend-bytes")?,
             max_request_bytes: number("max-request-bytes")? as usize,
             log_level: get("log-level"),
+            log_json: match get("log-format").as_str() {
+                "json" => true,
+                "console" | "text" => false,
+                other => return Err(format!("--log-format: {other:?} is neither console nor json")),
+            },
             name,
         };
         if config.heartbeat_interval_ms == 0 || config.election_timeout_ms < 5 * config.heartbeat_interval_ms {

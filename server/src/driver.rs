@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::clock::Clock;
 use crate::disk::{DiskError, Storage};
+use crate::metrics::Metrics;
 
 /// Commands queued for the driver at most; a full queue makes callers wait (backpressure).
 pub const COMMAND_QUEUE_MAX: usize = 4096;
@@ -123,9 +124,15 @@ pub struct Handle {
     /// Whether this member is a learner, as of its applied configuration (etcd's
     /// `IsLearner`): read by every client RPC, so an atomic rather than a driver round trip.
     learner: Arc<AtomicBool>,
+    /// The member's metrics (`GET /metrics`), updated by the driver and the gRPC server.
+    metrics: Arc<Metrics>,
 }
 
 impl Handle {
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// etcd serves a learner's clients only `Status`, serializable `Range` and the `Snapshot`
     /// stream (its v3rpc interceptors: `isRPCSupportedForLearner` for unary calls, every stream
     /// but `Snapshot` refused): every other client RPC starts with this check.
@@ -266,6 +273,9 @@ pub struct Driver<S: Storage> {
     watch_room: Arc<Notify>,
     /// Shared with every handle: see [`Handle::refuse_if_learner`].
     learner: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    /// The last leader seen (0: none), for `leader_changes_seen`.
+    leader_seen: u64,
 }
 
 impl<S: Storage + 'static> Driver<S> {
@@ -282,12 +292,14 @@ impl<S: Storage + 'static> Driver<S> {
         let next_watch_stream = Arc::new(AtomicU64::new(1));
         let watch_room = Arc::new(Notify::new());
         let learner = Arc::new(AtomicBool::new(false));
+        let metrics = Arc::new(Metrics::default());
         let outbox = outbox(Handle {
             commands: tx.clone(),
             removed: removed_members.clone(),
             next_watch_stream: next_watch_stream.clone(),
             watch_room: watch_room.clone(),
             learner: learner.clone(),
+            metrics: metrics.clone(),
         });
         let driver = Driver {
             node,
@@ -307,8 +319,10 @@ impl<S: Storage + 'static> Driver<S> {
             told_removed: false,
             watch_room: watch_room.clone(),
             learner: learner.clone(),
+            metrics: metrics.clone(),
+            leader_seen: 0,
         };
-        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream, watch_room, learner })
+        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream, watch_room, learner, metrics })
     }
 
     /// Runs until every handle is gone, or the disk fails (then returns the error).
@@ -331,6 +345,7 @@ impl<S: Storage + 'static> Driver<S> {
                 let removed: BTreeSet<u64> = self.node.removed_member_ids().into_iter().collect();
                 *self.removed_members.write().unwrap_or_else(|p| p.into_inner()) = removed;
             }
+            self.update_metrics();
             let stalled_watches = self.feed_watches();
             let mut deadline = self.clock.runtime_instant(self.node.poll_timeout());
             if stalled_watches {
@@ -425,6 +440,23 @@ impl<S: Storage + 'static> Driver<S> {
         }
     }
 
+    /// The gauges and counters that mirror the node's state (a few atomic stores per turn).
+    fn update_metrics(&mut self) {
+        let m = &self.metrics;
+        let leader = self.node.leader_id();
+        if leader != 0 && leader != self.leader_seen {
+            m.leader_changes_seen.fetch_add(1, Ordering::Relaxed);
+        }
+        self.leader_seen = leader;
+        m.has_leader.store(u64::from(leader != 0), Ordering::Relaxed);
+        m.is_leader.store(u64::from(leader == self.node.id()), Ordering::Relaxed);
+        m.proposals_committed.store(self.node.commit_index(), Ordering::Relaxed);
+        m.proposals_applied.store(self.node.applied_index(), Ordering::Relaxed);
+        m.proposals_pending.store(self.node.proposals_pending() as u64, Ordering::Relaxed);
+        m.proposals_failed.store(self.node.proposals_failed(), Ordering::Relaxed);
+        m.db_total_size_bytes.store(self.node.store().size_bytes(), Ordering::Relaxed);
+    }
+
     /// Carries out the node's outputs until it has none, reporting completed persists to it.
     /// A persist that must sync starts on a blocking thread and returns at once; the node
     /// hears of it when [`join_persist`] completes.
@@ -436,7 +468,9 @@ impl<S: Storage + 'static> Driver<S> {
                     Output::Send(message) => self.outbox.send(message),
                     Output::Persist(p) => persists.push(p),
                     Output::Snapshot { snapshot, log_kept_from } => {
-                        self.storage().await?.save_snapshot(&snapshot, log_kept_from).map_err(|e| e.to_string())?
+                        let started = std::time::Instant::now();
+                        self.storage().await?.save_snapshot(&snapshot, log_kept_from).map_err(|e| e.to_string())?;
+                        self.metrics.backend_commit.observe(started.elapsed());
                     }
                     Output::Respond { id, result } => {
                         if let Some(reply) = self.waiting.remove(&id) {
@@ -455,18 +489,25 @@ impl<S: Storage + 'static> Driver<S> {
                 if must_sync && overlap {
                     self.storage().await?;
                     let mut storage = self.storage.take().expect("storage() put it back");
+                    let metrics = self.metrics.clone();
                     // The simulator runs the closure as one more deterministic task.
                     #[allow(deprecated)]
                     let job = tokio::task::spawn_blocking(move || {
+                        let started = std::time::Instant::now();
                         let result = storage.persist(&persists);
+                        metrics.wal_fsync.observe(started.elapsed());
                         (storage, tokens, result)
                     });
                     self.persisting = Some(job);
                 } else {
                     // Also when only the commit index changed: a plain write into the page
                     // cache, not worth a thread hop (nothing to sync, see `Storage::persist`).
+                    let started = std::time::Instant::now();
                     let storage = self.storage().await?;
                     storage.persist(&persists).map_err(|e| format!("cannot persist, stopping: {e}"))?;
+                    if must_sync {
+                        self.metrics.wal_fsync.observe(started.elapsed());
+                    }
                     self.persisted.extend(tokens);
                 }
             }

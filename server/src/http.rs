@@ -1,10 +1,11 @@
-//! etcd's plain-HTTP endpoints on the client port, beside gRPC: `GET /health` and `/version`
-//! (etcd 3.4's), `/livez` and `/readyz` (etcd 3.5's).
+//! etcd's plain-HTTP endpoints on the client port, beside gRPC: `GET /health`, `/version` and
+//! `/metrics` (etcd 3.4's), `/livez` and `/readyz` (etcd 3.5's).
 //!
 //! etcd tells the two protocols apart per connection (cmux); so does [`is_grpc`]: a connection
 //! that opens with HTTP/2's preface goes to gRPC, any other here, to [`serve_connection`], which
 //! answers one HTTP/1.1 request and closes the connection. Every other path is 404 with etcd's
-//! body; the JSON gateway (`/v3/...`) and `/metrics` are not served yet (README).
+//! body; `/metrics` is [`crate::metrics`]'s; the JSON gateway (`/v3/...`) is not served yet
+//! (README).
 
 use std::time::Duration;
 
@@ -105,7 +106,7 @@ fn parse_request_line(head: &[u8]) -> Option<(&str, &str)> {
 }
 
 async fn route(method: &str, path: &str, handle: &Handle) -> Reply {
-    if !matches!(path, "/health" | "/version" | "/livez" | "/readyz") {
+    if !matches!(path, "/health" | "/version" | "/livez" | "/readyz" | "/metrics") {
         return Reply::text(404, "Not Found", "404 page not found\n");
     }
     if method != "GET" && method != "HEAD" {
@@ -121,6 +122,10 @@ async fn route(method: &str, path: &str, handle: &Handle) -> Reply {
         }
         // The process answers: it is alive.
         "/livez" => Reply::text(200, "OK", "ok"),
+        "/metrics" => Reply {
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            ..Reply::text(200, "OK", &handle.metrics().render())
+        },
         _ => match healthy(handle).await {
             true => Reply::text(200, "OK", "ok"),
             false => Reply::text(503, "Service Unavailable", "not ready: no leader, or a linearizable read failed"),

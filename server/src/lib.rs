@@ -15,6 +15,7 @@ pub mod forward;
 pub mod grpc;
 #[cfg(not(madsim))]
 pub mod http;
+pub mod metrics;
 pub mod peer;
 pub mod timer;
 
@@ -363,7 +364,13 @@ async fn client_server(
     #[cfg(not(madsim))]
     let (http_handle, stop_accepting) = (handle.clone(), stop.clone());
     let forwarder = std::sync::Arc::new(forward::Forwarder::new(handle.clone()));
-    let router = tonic::transport::Server::builder()
+    // Counts requests by method and code for /metrics (the simulator's transport has no layers).
+    #[cfg(not(madsim))]
+    let mut builder =
+        tonic::transport::Server::builder().layer(metrics::grpc_layer::GrpcMetricsLayer(handle.metrics().clone()));
+    #[cfg(madsim)]
+    let mut builder = tonic::transport::Server::builder();
+    let router = builder
         .add_service(KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max))
         .add_service(
             WatchServer::new(grpc::WatchService { handle: handle.clone() }).max_decoding_message_size(receive_max),

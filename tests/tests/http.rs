@@ -71,3 +71,58 @@ fn health_and_version_are_served_beside_grpc_and_health_follows_the_leader() {
     assert_eq!(http(one, "GET", "/readyz").0, 503, "not ready either");
     assert_eq!(http(one, "GET", "/livez"), (200, "ok".to_string()), "but alive");
 }
+
+/// The value of the sample line `name` (with its labels, if any) in a /metrics answer.
+fn sample(metrics: &str, name: &str) -> f64 {
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"));
+    line[name.len() + 1..].parse().unwrap_or_else(|_| panic!("not a number: {line}"))
+}
+
+#[test]
+fn metrics_follow_the_member_and_logs_come_as_json_lines() {
+    let mut cluster = Cluster::start_with(1, "metrics", &["--log-format=json"]);
+    cluster.wait_ready();
+    let endpoint = host_port(&cluster.members[0].endpoint()).to_string();
+    let (status, before) = http(&endpoint, "GET", "/metrics");
+    assert_eq!(status, 200);
+    assert!(before.contains("# TYPE etcd_server_has_leader gauge\n"), "{before}");
+    assert_eq!(sample(&before, "etcd_server_has_leader"), 1.0);
+    assert_eq!(sample(&before, "etcd_server_is_leader"), 1.0, "a single member leads");
+    assert!(sample(&before, "etcd_server_leader_changes_seen_total") >= 1.0);
+    let put = r#"grpc_server_started_total{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#;
+    let puts_before = sample(&before, put);
+    for i in 0..5 {
+        ok(etcdctl(&cluster.endpoints(), &["put", &format!("k{i}"), "v"]));
+    }
+    let bad = detcd_tests::fails(etcdctl(&cluster.endpoints(), &["put", "", "v"]));
+    assert!(bad.contains("key is not provided"), "{bad}");
+    let (_, after) = http(&endpoint, "GET", "/metrics");
+    assert_eq!(sample(&after, put), puts_before + 6.0);
+    let handled = |code: &str| {
+        format!(
+            r#"grpc_server_handled_total{{grpc_code="{code}",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}}"#
+        )
+    };
+    assert!(sample(&after, &handled("OK")) >= 5.0);
+    assert_eq!(sample(&after, &handled("InvalidArgument")), 1.0);
+    let applied = "etcd_server_proposals_applied_total";
+    assert!(sample(&after, applied) >= sample(&before, applied) + 5.0, "five puts applied");
+    assert!(sample(&after, "etcd_disk_wal_fsync_duration_seconds_count") >= 5.0, "each put synced the WAL");
+    assert!(sample(&after, "etcd_mvcc_db_total_size_in_bytes") > sample(&before, "etcd_mvcc_db_total_size_in_bytes"));
+    assert!(after.contains("etcd_disk_backend_commit_duration_seconds_bucket{le=\"+Inf\"}"));
+    assert_eq!(sample(&after, "etcd_server_proposals_pending"), 0.0);
+
+    cluster.members[0].terminate();
+    let log = cluster.members[0].log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the member logged nothing");
+    for line in lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains(r#""level":"#),
+            "not a JSON log line: {line}"
+        );
+    }
+}

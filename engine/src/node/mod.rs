@@ -126,6 +126,9 @@ pub struct Node {
     proposal_seq: u64,
     leader_id: u64,
     leader_changes: u64,
+    /// Proposals that failed without an answer from the state machine (timed out, or dropped
+    /// by raft for want of a leader): etcd's `proposals_failed_total`.
+    proposals_failed: u64,
     membership: Membership,
     /// Active alarms, replicated (etcd's alarm store): (member id, `AlarmType`). While a NOSPACE
     /// is among them, writes that add data are refused when they apply.
@@ -210,6 +213,7 @@ impl Node {
             proposal_seq: 0,
             leader_id: 0,
             leader_changes: 0,
+            proposals_failed: 0,
             membership,
             alarms,
             transfer: None,
@@ -304,6 +308,7 @@ impl Node {
             if !live {
                 let e = if w.leader_changes != changes { Error::TimeoutDueToLeaderFail } else { Error::Timeout };
                 failed.push((w.id, e));
+                self.proposals_failed += 1;
             }
             live
         });
@@ -492,6 +497,17 @@ impl Node {
     /// Whether this member was removed from the cluster (the driver should stop it).
     pub fn is_removed(&self) -> bool {
         self.removed
+    }
+
+    /// Proposals made here that failed without an answer from the state machine (timed out,
+    /// or dropped by raft for want of a leader), since the member started.
+    pub fn proposals_failed(&self) -> u64 {
+        self.proposals_failed
+    }
+
+    /// Proposals made here still waiting for their entry to apply.
+    pub fn proposals_pending(&self) -> usize {
+        self.writes.len()
     }
 
     /// Requests waiting on consensus or a read index.
@@ -742,7 +758,10 @@ impl Node {
     /// leadership transfer under way) fails at once with `NoLeader`.
     fn await_proposal(&mut self, id: RequestId, proposal_id: u64, proposed: ::raft::Result<()>) -> Result<(), Error> {
         self.after_raft();
-        proposed.map_err(|_| Error::NoLeader)?;
+        if proposed.is_err() {
+            self.proposals_failed += 1;
+            return Err(Error::NoLeader);
+        }
         let deadline = self.now + self.config.request_timeout;
         self.writes.insert(proposal_id, PendingWrite { id, deadline, leader_changes: self.leader_changes });
         Ok(())
