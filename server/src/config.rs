@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client_urls: Vec<String>,
+    /// Extra plain-HTTP listeners for `/metrics` and `/health` (none by default).
+    pub listen_metrics_urls: Vec<String>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<String>,
     pub initial_advertise_peer_urls: Vec<String>,
@@ -38,6 +40,7 @@ const FLAGS: &[(&str, &str, &str)] = &[
     ("name", "human-readable name of this member", "default"),
     ("data-dir", "path to the data directory", "${name}.detcd"),
     ("listen-client-urls", "URLs to listen on for client traffic", "http://127.0.0.1:2379"),
+    ("listen-metrics-urls", "extra URLs serving only /metrics and /health over plain HTTP", ""),
     ("advertise-client-urls", "client URLs advertised to the cluster", "http://127.0.0.1:2379"),
     ("listen-peer-urls", "URLs to listen on for peer traffic", "http://127.0.0.1:2380"),
     ("initial-advertise-peer-urls", "this member's peer URLs advertised to the cluster", "http://127.0.0.1:2380"),
@@ -123,6 +126,7 @@ impl ServerConfig {
         let config = ServerConfig {
             data_dir: PathBuf::from(get("data-dir").replace("${name}", &name)),
             listen_client_urls: urls("listen-client-urls")?,
+            listen_metrics_urls: urls("listen-metrics-urls")?,
             advertise_client_urls: urls("advertise-client-urls")?,
             listen_peer_urls: urls("listen-peer-urls")?,
             initial_advertise_peer_urls: urls("initial-advertise-peer-urls")?,

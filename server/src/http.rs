@@ -51,8 +51,17 @@ pub async fn is_grpc(stream: &TcpStream) -> bool {
     }
 }
 
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// A client URL: every path here, beside gRPC.
+    Client,
+    /// A `--listen-metrics-urls` URL: only `/metrics` and `/health`, as etcd serves there.
+    Metrics,
+}
+
 /// Reads one HTTP/1.1 request head and answers it; then closes the connection.
-pub async fn serve_connection(mut stream: TcpStream, handle: Handle) {
+pub async fn serve_connection(mut stream: TcpStream, handle: Handle, listener: Listener) {
     let head = match tokio::time::timeout(HTTP_REQUEST_HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(head)) => head,
         Ok(Err(HeadError::TooLarge)) => {
@@ -62,6 +71,9 @@ pub async fn serve_connection(mut stream: TcpStream, handle: Handle) {
         Ok(Err(HeadError::Closed)) | Err(_) => return,
     };
     let reply = match parse_request_line(&head) {
+        Some((_, path)) if listener == Listener::Metrics && !matches!(path, "/metrics" | "/health") => {
+            Reply::text(404, "Not Found", "404 page not found\n")
+        }
         Some((method, path)) => route(method, path, &handle).await,
         None => Reply::text(400, "Bad Request", "400 Bad Request"),
     };

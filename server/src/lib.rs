@@ -127,6 +127,12 @@ pub async fn serve<S: Storage + 'static>(
         )));
         tracing::info!(%url, "serving client requests");
     }
+    #[cfg(not(madsim))]
+    for url in &config.listen_metrics_urls {
+        let addr = socket_addr(url)?;
+        servers.push(tokio::task::spawn(metrics_server(handle.clone(), addr, stop_rx.clone())));
+        tracing::info!(%url, "serving /metrics and /health");
+    }
     for url in &config.listen_peer_urls {
         let addr = socket_addr(url)?;
         let service = peer::PeerService { handle: handle.clone(), cluster_id, member_id };
@@ -352,6 +358,29 @@ fn describe_members(members: &[Member]) -> String {
     list.join(",")
 }
 
+/// A `--listen-metrics-urls` listener: plain HTTP, `/metrics` and `/health` only.
+#[cfg(not(madsim))]
+async fn metrics_server(
+    handle: Handle,
+    addr: std::net::SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("metrics server on {addr}: {e}"))?;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "accepting a metrics connection failed");
+                    continue;
+                }
+            },
+            _ = stop.changed() => return Ok(()),
+        };
+        tokio::task::spawn(http::serve_connection(stream, handle.clone(), http::Listener::Metrics));
+    }
+}
+
 async fn client_server(
     handle: Handle,
     addr: std::net::SocketAddr,
@@ -426,7 +455,7 @@ async fn client_server(
                     if http::is_grpc(&stream).await {
                         let _ = grpc_tx.send(Ok::<_, std::io::Error>(authority::AuthorityRewrite::new(stream))).await;
                     } else {
-                        http::serve_connection(stream, handle).await;
+                        http::serve_connection(stream, handle, http::Listener::Client).await;
                     }
                 });
             }

@@ -83,9 +83,16 @@ fn sample(metrics: &str, name: &str) -> f64 {
 
 #[test]
 fn metrics_follow_the_member_and_logs_come_as_json_lines() {
-    let mut cluster = Cluster::start_with(1, "metrics", &["--log-format=json"]);
+    let metrics_port = detcd_tests::free_port();
+    let metrics_url = format!("--listen-metrics-urls=http://127.0.0.1:{metrics_port}");
+    let mut cluster = Cluster::start_with(1, "metrics", &["--log-format=json", &metrics_url]);
     cluster.wait_ready();
     let endpoint = host_port(&cluster.members[0].endpoint()).to_string();
+    // The metrics listener serves /metrics and /health, nothing else.
+    let metrics_only = format!("127.0.0.1:{metrics_port}");
+    assert_eq!(http(&metrics_only, "GET", "/health"), (200, r#"{"health":"true"}"#.to_string()));
+    assert!(http(&metrics_only, "GET", "/metrics").1.contains("etcd_server_has_leader 1\n"));
+    assert_eq!(http(&metrics_only, "GET", "/version").0, 404);
     let (status, before) = http(&endpoint, "GET", "/metrics");
     assert_eq!(status, 200);
     assert!(before.contains("# TYPE etcd_server_has_leader gauge\n"), "{before}");
