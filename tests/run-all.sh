@@ -19,10 +19,11 @@ install_if_missing() {
   $as_root apt-get install -y -qq "$2"
 }
 
-step "tools: etcdctl 3.4 and etcd 3.4 for the end-to-end tests, protoc for the etcd-client crate's build script"
+step "tools: etcdctl 3.4 and etcd 3.4 for the end-to-end tests, protoc for the etcd-client crate's build script, openssl for the TLS test's certificates"
 install_if_missing etcdctl etcd-client
 install_if_missing etcd etcd-server
 install_if_missing protoc protobuf-compiler
+install_if_missing openssl openssl
 # sed, not head: head exits after one line and etcdctl, still writing, dies of SIGPIPE (pipefail).
 ETCDCTL_API=3 etcdctl version | sed -n 1p
 protoc --version

@@ -33,6 +33,37 @@ pub struct ServerConfig {
     pub log_level: String,
     /// Logs as JSON lines (`--log-format json`), else as text (`console`, the default).
     pub log_json: bool,
+    pub client_tls: TlsFiles,
+}
+
+/// TLS on the client listener (`crate::tls`): the files `--cert-file`, `--key-file`, `--trusted-ca-file` name, and `--client-cert-auth`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: String,
+    pub key_file: String,
+    pub trusted_ca_file: String,
+    pub client_cert_auth: bool,
+}
+
+impl TlsFiles {
+    /// Whether TLS is asked for at all (a certificate is given).
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty()
+    }
+
+    /// The checks etcd makes on its flags, before any file is read.
+    pub fn check(&self) -> Result<(), String> {
+        if self.cert_file.is_empty() != self.key_file.is_empty() {
+            return Err("--cert-file and --key-file go together".into());
+        }
+        if self.client_cert_auth && self.trusted_ca_file.is_empty() {
+            return Err("--client-cert-auth needs --trusted-ca-file".into());
+        }
+        if self.client_cert_auth && !self.enabled() {
+            return Err("--client-cert-auth needs --cert-file and --key-file".into());
+        }
+        Ok(())
+    }
 }
 
 /// (flag, what it sets, default), in `--help` order.
@@ -55,7 +86,14 @@ const FLAGS: &[(&str, &str, &str)] = &[
     ("max-request-bytes", "largest client request accepted, in bytes", "1572864"),
     ("log-level", "debug, info, warn or error", "info"),
     ("log-format", "console (text lines) or json (one JSON object per line)", "console"),
+    ("cert-file", "client server TLS certificate (PEM); with it, client URLs are https://", ""),
+    ("key-file", "client server TLS key (PEM)", ""),
+    ("trusted-ca-file", "CA certificates (PEM) client certificates must be signed by", ""),
+    ("client-cert-auth", "require client certificates signed by --trusted-ca-file", "false"),
 ];
+
+/// Flags that may stand alone (`--client-cert-auth` means `--client-cert-auth=true`).
+const BOOL_FLAGS: &[&str] = &["client-cert-auth"];
 
 pub fn usage() -> String {
     let mut out = String::from("usage: detcd [flags]\n\nflags (each also as ETCD_<FLAG> in the environment):\n");
@@ -83,6 +121,13 @@ impl ServerConfig {
             };
             let (name, value) = match stripped.split_once('=') {
                 Some((n, v)) => (n, v.to_string()),
+                None if BOOL_FLAGS.contains(&stripped)
+                    && args
+                        .get(i + 1)
+                        .is_none_or(|next| next.starts_with('-') || !matches!(next.as_str(), "true" | "false")) =>
+                {
+                    (stripped, "true".to_string())
+                }
                 None => {
                     i += 1;
                     let v = args.get(i).ok_or_else(|| format!("flag --{stripped} needs a value"))?;
@@ -140,6 +185,16 @@ impl ServerConfig {
             quota_backend_bytes: number("quota-backend-bytes")?,
             max_request_bytes: number("max-request-bytes")? as usize,
             log_level: get("log-level"),
+            client_tls: TlsFiles {
+                cert_file: get("cert-file"),
+                key_file: get("key-file"),
+                trusted_ca_file: get("trusted-ca-file"),
+                client_cert_auth: match get("client-cert-auth").as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(format!("--client-cert-auth: {other:?} is neither true nor false")),
+                },
+            },
             log_json: match get("log-format").as_str() {
                 "json" => true,
                 "console" | "text" => false,
@@ -152,6 +207,14 @@ impl ServerConfig {
         }
         if config.max_request_bytes > limits::MAX_GRPC_RECEIVE_BYTES * 64 {
             return Err("--max-request-bytes is unreasonably large".into());
+        }
+        config.client_tls.check()?;
+        let https = config.listen_client_urls.iter().filter(|u| u.starts_with("https://")).count();
+        if config.client_tls.enabled() != (https > 0) || (https > 0 && https != config.listen_client_urls.len()) {
+            return Err(
+                "--listen-client-urls: https:// URLs need --cert-file and --key-file, and then every URL is https://"
+                    .into(),
+            );
         }
         if !config.initial_cluster.contains_key(&config.name) {
             return Err(format!("--initial-cluster has no member named {:?} (--name)", config.name));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use detcd_engine::node::{Request, Response};
 use detcd_proto::etcdserverpb::RangeRequest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::driver::Handle;
@@ -61,7 +61,7 @@ pub enum Listener {
 }
 
 /// Reads one HTTP/1.1 request head and answers it; then closes the connection.
-pub async fn serve_connection(mut stream: TcpStream, handle: Handle, listener: Listener) {
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handle: Handle, listener: Listener) {
     let head = match tokio::time::timeout(HTTP_REQUEST_HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(head)) => head,
         Ok(Err(HeadError::TooLarge)) => {
@@ -86,7 +86,7 @@ enum HeadError {
 }
 
 /// Bytes up to the blank line that ends the request head.
-async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, HeadError> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -181,7 +181,7 @@ impl Reply {
     }
 }
 
-async fn respond(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply) -> std::io::Result<()> {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         reply.status,

@@ -18,6 +18,8 @@ pub mod http;
 pub mod metrics;
 pub mod peer;
 pub mod timer;
+#[cfg(not(madsim))]
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -123,6 +125,7 @@ pub async fn serve<S: Storage + 'static>(
             handle.clone(),
             addr,
             config.max_request_bytes,
+            config.client_tls.clone(),
             stop_rx.clone(),
         )));
         tracing::info!(%url, "serving client requests");
@@ -385,8 +388,18 @@ async fn client_server(
     handle: Handle,
     addr: std::net::SocketAddr,
     max_request_bytes: usize,
+    client_tls: config::TlsFiles,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
+    #[cfg(madsim)]
+    if client_tls.enabled() {
+        return Err("TLS is not simulated".into());
+    }
+    #[cfg(not(madsim))]
+    let tls_acceptor = match client_tls.enabled() {
+        true => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(&client_tls)?)),
+        false => None,
+    };
     // gRPC receives a little more than the request limit so that an oversized request still
     // decodes and gets etcd's own "request is too large".
     let receive_max = max_request_bytes + limits::GRPC_OVERHEAD_BYTES;
@@ -450,12 +463,35 @@ async fn client_server(
                     _ = accept_stop.changed() => return,
                 };
                 let _ = stream.set_nodelay(true);
-                let (grpc_tx, handle) = (grpc_tx.clone(), http_handle.clone());
+                let (grpc_tx, handle, tls_acceptor) = (grpc_tx.clone(), http_handle.clone(), tls_acceptor.clone());
                 tokio::task::spawn(async move {
-                    if http::is_grpc(&stream).await {
-                        let _ = grpc_tx.send(Ok::<_, std::io::Error>(authority::AuthorityRewrite::new(stream))).await;
+                    // TLS: ALPN says which protocol; plain text: the first bytes do.
+                    let (connection, grpc) = match tls_acceptor {
+                        Some(acceptor) => {
+                            let handshake = acceptor.accept(stream);
+                            match tokio::time::timeout(http::HTTP_REQUEST_HEAD_TIMEOUT, handshake).await {
+                                Ok(Ok(tls)) => {
+                                    let connection = tls::ClientConnection::Tls(Box::new(tls));
+                                    let grpc = connection.negotiated_h2();
+                                    (connection, grpc)
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake with a client failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            }
+                        }
+                        None => {
+                            let grpc = http::is_grpc(&stream).await;
+                            (tls::ClientConnection::Plain(stream), grpc)
+                        }
+                    };
+                    if grpc {
+                        let _ =
+                            grpc_tx.send(Ok::<_, std::io::Error>(authority::AuthorityRewrite::new(connection))).await;
                     } else {
-                        http::serve_connection(stream, handle, http::Listener::Client).await;
+                        http::serve_connection(connection, handle, http::Listener::Client).await;
                     }
                 });
             }

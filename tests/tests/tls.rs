@@ -1,0 +1,147 @@
+//! TLS on the client URL, end to end with Debian's etcdctl 3.4: `--cert-file`, `--key-file`,
+//! `--trusted-ca-file` and `--client-cert-auth`, certificates made by the openssl command
+//! (tests/run-all.sh installs it when missing).
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use detcd_tests::{detcd_bin, etcdctl_command, free_port, TempDir};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA (`{ca}.pem`, `{ca}-key.pem`) and, signed by it, `{name}.pem` / `{name}-key.pem` for
+/// 127.0.0.1 with the extended key usage `usage` (serverAuth, clientAuth).
+fn ca(dir: &Path, ca: &str) {
+    let key = format!("{ca}-key.pem");
+    let cert = format!("{ca}.pem");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+        ],
+    );
+}
+
+fn signed(dir: &Path, ca: &str, name: &str, usage: &str) {
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n")).unwrap();
+    let (key, csr, cert) = (format!("{name}-key.pem"), format!("{name}.csr"), format!("{name}.pem"));
+    openssl(
+        dir,
+        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}-key.pem"),
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn etcdctl_tls(endpoint: &str, dir: &Path, client: Option<&str>, args: &[&str]) -> Output {
+    let mut command = etcdctl_command(endpoint);
+    command.arg("--command-timeout=5s").arg(format!("--cacert={}", dir.join("ca.pem").display()));
+    if let Some(client) = client {
+        command.arg(format!("--cert={}", dir.join(format!("{client}.pem")).display()));
+        command.arg(format!("--key={}", dir.join(format!("{client}-key.pem")).display()));
+    }
+    command.args(args).output().expect("run etcdctl")
+}
+
+#[test]
+fn etcdctl_talks_tls_and_a_client_certificate_from_the_trusted_ca_is_required() {
+    let dir = TempDir::new("tls");
+    let d = dir.0.as_path();
+    ca(d, "ca");
+    signed(d, "ca", "server", "serverAuth");
+    signed(d, "ca", "client", "clientAuth");
+    ca(d, "rogue-ca");
+    signed(d, "rogue-ca", "rogue", "clientAuth");
+    let (client_port, peer_port) = (free_port(), free_port());
+    let client_url = format!("https://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let log = std::fs::File::create(d.join("detcd.log")).unwrap();
+    let _member = Running(
+        Command::new(detcd_bin())
+            .args([
+                "--name=tls".to_string(),
+                format!("--data-dir={}", d.join("data").display()),
+                format!("--listen-client-urls={client_url}"),
+                format!("--advertise-client-urls={client_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=tls={peer_url}"),
+                format!("--cert-file={}", d.join("server.pem").display()),
+                format!("--key-file={}", d.join("server-key.pem").display()),
+                format!("--trusted-ca-file={}", d.join("ca.pem").display()),
+                "--client-cert-auth".to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start detcd"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = etcdctl_tls(&client_url, d, Some("client"), &["put", "secure", "yes"]);
+        if out.status.success() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
+            break;
+        }
+        let log = std::fs::read_to_string(d.join("detcd.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "no TLS put: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let get = etcdctl_tls(&client_url, d, Some("client"), &["get", "secure", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&get.stdout), "yes\n", "{}", String::from_utf8_lossy(&get.stderr));
+    // Without a client certificate, or with one from another CA: refused at the handshake.
+    for client in [None, Some("rogue")] {
+        let refused = etcdctl_tls(&client_url, d, client, &["get", "secure"]);
+        assert!(!refused.status.success(), "{client:?} was let in: {}", String::from_utf8_lossy(&refused.stdout));
+    }
+    // Plain text on the TLS port gets nowhere either.
+    let plain = etcdctl_command(&format!("http://127.0.0.1:{client_port}"))
+        .args(["--command-timeout=3s", "get", "secure"])
+        .output()
+        .expect("run etcdctl");
+    assert!(!plain.status.success());
+}
