@@ -34,6 +34,8 @@ pub struct ServerConfig {
     /// Logs as JSON lines (`--log-format json`), else as text (`console`, the default).
     pub log_json: bool,
     pub client_tls: TlsFiles,
+    /// The same for the peer URLs (`--peer-cert-file` …); also what the member dials peers with.
+    pub peer_tls: TlsFiles,
 }
 
 /// TLS on the client listener (`crate::tls`): the files `--cert-file`, `--key-file`, `--trusted-ca-file` name, and `--client-cert-auth`.
@@ -90,10 +92,18 @@ const FLAGS: &[(&str, &str, &str)] = &[
     ("key-file", "client server TLS key (PEM)", ""),
     ("trusted-ca-file", "CA certificates (PEM) client certificates must be signed by", ""),
     ("client-cert-auth", "require client certificates signed by --trusted-ca-file", "false"),
+    (
+        "peer-cert-file",
+        "peer TLS certificate (PEM), served and presented when dialing; peer URLs are then https://",
+        "",
+    ),
+    ("peer-key-file", "peer TLS key (PEM)", ""),
+    ("peer-trusted-ca-file", "CA certificates (PEM) peers' certificates must be signed by", ""),
+    ("peer-client-cert-auth", "require dialing peers' certificates signed by --peer-trusted-ca-file", "false"),
 ];
 
 /// Flags that may stand alone (`--client-cert-auth` means `--client-cert-auth=true`).
-const BOOL_FLAGS: &[&str] = &["client-cert-auth"];
+const BOOL_FLAGS: &[&str] = &["client-cert-auth", "peer-client-cert-auth"];
 
 pub fn usage() -> String {
     let mut out = String::from("usage: detcd [flags]\n\nflags (each also as ETCD_<FLAG> in the environment):\n");
@@ -152,6 +162,13 @@ impl ServerConfig {
             }
             Ok(list)
         };
+        let boolean = |flag: &str| -> Result<bool, String> {
+            match get(flag).as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                other => Err(format!("--{flag}: {other:?} is neither true nor false")),
+            }
+        };
         let number = |flag: &str| -> Result<u64, String> {
             get(flag).parse::<u64>().map_err(|_| format!("--{flag}: not a number: {:?}", get(flag)))
         };
@@ -189,11 +206,13 @@ impl ServerConfig {
                 cert_file: get("cert-file"),
                 key_file: get("key-file"),
                 trusted_ca_file: get("trusted-ca-file"),
-                client_cert_auth: match get("client-cert-auth").as_str() {
-                    "true" => true,
-                    "false" => false,
-                    other => return Err(format!("--client-cert-auth: {other:?} is neither true nor false")),
-                },
+                client_cert_auth: boolean("client-cert-auth")?,
+            },
+            peer_tls: TlsFiles {
+                cert_file: get("peer-cert-file"),
+                key_file: get("peer-key-file"),
+                trusted_ca_file: get("peer-trusted-ca-file"),
+                client_cert_auth: boolean("peer-client-cert-auth")?,
             },
             log_json: match get("log-format").as_str() {
                 "json" => true,
@@ -209,6 +228,17 @@ impl ServerConfig {
             return Err("--max-request-bytes is unreasonably large".into());
         }
         config.client_tls.check()?;
+        config.peer_tls.check().map_err(|e| format!("peer TLS: {e}"))?;
+        if config.peer_tls.enabled() && config.peer_tls.trusted_ca_file.is_empty() {
+            return Err("--peer-cert-file needs --peer-trusted-ca-file (to check the peers dialed)".into());
+        }
+        let peer_urls = config.listen_peer_urls.iter().chain(&config.initial_advertise_peer_urls);
+        if peer_urls.clone().any(|u| u.starts_with("https://") != config.peer_tls.enabled()) {
+            return Err(
+                "--listen-peer-urls / --initial-advertise-peer-urls: https:// exactly when --peer-cert-file is given"
+                    .into(),
+            );
+        }
         let https = config.listen_client_urls.iter().filter(|u| u.starts_with("https://")).count();
         if config.client_tls.enabled() != (https > 0) || (https > 0 && https != config.listen_client_urls.len()) {
             return Err(

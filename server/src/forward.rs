@@ -34,7 +34,7 @@ impl Forwarder {
             match clients.get(&url) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = PeerClient::connect(url.clone()).await.map_err(|_| status(Error::Unhealthy))?;
+                    let c = crate::peer::connect(&url).await.map_err(|_| status(Error::Unhealthy))?;
                     clients.insert(url.clone(), c.clone());
                     c
                 }

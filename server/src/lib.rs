@@ -117,6 +117,16 @@ pub async fn serve<S: Storage + 'static>(
     tracing::info!(name = %config.name, member = format!("{member_id:x}"), cluster = format!("{cluster_id:x}"),
         data_dir = %config.data_dir.display(), "starting detcd member");
 
+    // Before anything dials a peer: the dialing side's configuration is set here too.
+    #[cfg(not(madsim))]
+    let peer_tls = match config.peer_tls.enabled() {
+        true => Some(tls::peer::configure(&config.peer_tls)?),
+        false => None,
+    };
+    #[cfg(madsim)]
+    if config.peer_tls.enabled() {
+        return Err("TLS is not simulated".into());
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
@@ -140,14 +150,27 @@ pub async fn serve<S: Storage + 'static>(
         let addr = socket_addr(url)?;
         let service = peer::PeerService { handle: handle.clone(), cluster_id, member_id };
         let mut stop = stop_rx.clone();
+        let router = tonic::transport::Server::builder()
+            .add_service(PeerServer::new(service).max_decoding_message_size(peer::PEER_MESSAGE_BYTES_MAX));
+        let stopped = async move {
+            let _ = stop.changed().await;
+        };
+        #[cfg(not(madsim))]
+        if let Some(tls) = &peer_tls {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("peer server on {addr}: {e}"))?;
+            servers.push(tokio::task::spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(tls::accept_all(listener, acceptor), stopped)
+                    .await
+                    .map_err(|e| format!("peer server on {addr}: {e}"))
+            }));
+            tracing::info!(%url, "serving peers over TLS");
+            continue;
+        }
         servers.push(tokio::task::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(PeerServer::new(service).max_decoding_message_size(peer::PEER_MESSAGE_BYTES_MAX))
-                .serve_with_shutdown(addr, async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-                .map_err(|e| format!("peer server on {addr}: {e}"))
+            router.serve_with_shutdown(addr, stopped).await.map_err(|e| format!("peer server on {addr}: {e}"))
         }));
         tracing::info!(%url, "serving peers");
     }

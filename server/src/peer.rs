@@ -144,7 +144,7 @@ async fn sender(from: Sender, to: u64, url: String, mut queue: mpsc::Receiver<Me
     let cluster_id = from.cluster_id;
     let mut backoff = BACKOFF_MIN;
     loop {
-        let client = match PeerClient::connect(url.clone()).await {
+        let client = match connect(&url).await {
             Ok(c) => c.max_encoding_message_size(PEER_MESSAGE_BYTES_MAX),
             Err(e) => {
                 tracing::debug!(to, %url, error = %e, "peer unreachable");
@@ -226,6 +226,19 @@ async fn sender(from: Sender, to: u64, url: String, mut queue: mpsc::Receiver<Me
     }
 }
 
+/// A peer client for `url`: over TLS (`crate::tls::peer_connector`) for an https:// URL.
+pub async fn connect(url: &str) -> Result<PeerClient<Channel>, String> {
+    #[cfg(not(madsim))]
+    if url.starts_with("https://") {
+        let connector = crate::tls::peer::connector()
+            .ok_or_else(|| format!("{url}: https:// peer URL without --peer-cert-file"))?;
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string()).map_err(|e| e.to_string())?;
+        let channel = endpoint.connect_with_connector(connector).await.map_err(|e| e.to_string())?;
+        return Ok(PeerClient::new(channel));
+    }
+    PeerClient::connect(url.to_string()).await.map_err(|e| e.to_string())
+}
+
 /// How long a joining member waits for one peer's member list.
 pub const DISCOVERY_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -235,7 +248,7 @@ pub const DISCOVERY_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn fetch_members(urls: &[String], wanted: impl Fn(&MembersResponse) -> bool) -> Option<MembersResponse> {
     for url in urls {
         let asked = tokio::time::timeout(DISCOVERY_CALL_TIMEOUT, async {
-            let mut client = PeerClient::connect(url.clone()).await.map_err(|e| e.to_string())?;
+            let mut client = connect(url).await.map_err(|e| e.to_string())?;
             client.members(Request::new(MembersRequest {})).await.map_err(|e| e.message().to_string())
         })
         .await;

@@ -120,6 +120,41 @@ impl tonic::transport::server::Connected for ClientConnection {
     }
 }
 
+/// Every connection `listener` accepts, once its TLS handshake succeeded (failed ones are
+/// dropped, logged at debug): the incoming stream of a TLS-only gRPC server.
+pub fn accept_all(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<io::Result<ClientConnection>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(detcd_engine::limits::CLIENT_ACCEPT_QUEUE);
+    tokio::task::spawn(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a TLS connection failed");
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            if tx.is_closed() {
+                return;
+            }
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::task::spawn(async move {
+                match tokio::time::timeout(crate::http::HTTP_REQUEST_HEAD_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(ClientConnection::Tls(Box::new(tls)))).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake with a peer failed"),
+                    Err(_) => tracing::debug!("TLS handshake with a peer timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +176,113 @@ mod tests {
         assert_eq!(files("c", "k", "ca", true).check(), Ok(()));
         let missing = server_config(&files("/nonexistent/cert.pem", "/nonexistent/key.pem", "", false));
         assert!(missing.is_err_and(|e| e.starts_with("--cert-file /nonexistent/cert.pem")));
+    }
+}
+
+/// TLS between members: etcd's `--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`
+/// and `--peer-client-cert-auth`. A member presents its peer certificate both when it serves
+/// and when it dials, and checks the other side's against the peer CA.
+pub mod peer {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, OnceLock};
+    use std::task::{Context, Poll};
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::net::TcpStream;
+
+    use crate::config::TlsFiles;
+
+    /// The dialing side's configuration, set once at start (one member per process outside
+    /// the simulator, which has no TLS).
+    static CLIENT: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn certs(path: &str, flag: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(path).and_then(|c| c.collect()).map_err(|e| format!("{flag} {path}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{flag} {path}: no certificate in it"));
+        }
+        Ok(certs)
+    }
+
+    fn roots(path: &str) -> Result<Arc<rustls::RootCertStore>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in certs(path, "--peer-trusted-ca-file")? {
+            roots.add(ca).map_err(|e| format!("--peer-trusted-ca-file {path}: {e}"))?;
+        }
+        Ok(Arc::new(roots))
+    }
+
+    /// Reads the peer files; the dialing side's configuration is kept for [`connector`], the
+    /// serving side's returned.
+    pub fn configure(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
+        let chain = certs(&files.cert_file, "--peer-cert-file")?;
+        let key = || {
+            PrivateKeyDer::from_pem_file(&files.key_file)
+                .map_err(|e| format!("--peer-key-file {}: {e}", files.key_file))
+        };
+        let roots = roots(&files.trusted_ca_file)?;
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let server = if files.client_cert_auth {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+                .build()
+                .map_err(|e| format!("--peer-trusted-ca-file: {e}"))?;
+            server.with_client_cert_verifier(verifier)
+        } else {
+            server.with_no_client_auth()
+        };
+        let mut server = server
+            .with_single_cert(chain.clone(), key()?)
+            .map_err(|e| format!("--peer-cert-file / --peer-key-file: {e}"))?;
+        server.alpn_protocols = vec![b"h2".to_vec()];
+        let mut client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key()?)
+            .map_err(|e| format!("--peer-cert-file / --peer-key-file: {e}"))?;
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        let _ = CLIENT.set(Arc::new(client));
+        Ok(Arc::new(server))
+    }
+
+    /// The connector tonic dials https:// peer URLs with; `None` before [`configure`].
+    pub fn connector() -> Option<Connector> {
+        CLIENT.get().cloned().map(Connector)
+    }
+
+    #[derive(Clone)]
+    pub struct Connector(Arc<rustls::ClientConfig>);
+
+    impl tower_service::Service<http::Uri> for Connector {
+        type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+        type Error = std::io::Error;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, uri: http::Uri) -> Self::Future {
+            let config = self.0.clone();
+            Box::pin(async move {
+                let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+                let host = uri.host().ok_or_else(|| invalid(format!("{uri}: no host")))?.to_string();
+                let port = uri.port_u16().unwrap_or(443);
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                let name = ServerName::try_from(host.clone()).map_err(|e| invalid(format!("{host}: {e}")))?;
+                let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+                Ok(hyper_util::rt::TokioIo::new(tls))
+            })
+        }
     }
 }
