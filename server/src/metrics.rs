@@ -155,57 +155,60 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         let value = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        };
-        one(
-            "etcd_server_has_leader",
-            "gauge",
-            "Whether or not a leader exists. 1 is existence, 0 is not.",
-            value(&self.has_leader),
-        );
-        one(
-            "etcd_server_is_leader",
-            "gauge",
-            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
-            value(&self.is_leader),
-        );
-        one(
-            "etcd_server_leader_changes_seen_total",
-            "counter",
-            "The number of leader changes seen.",
-            value(&self.leader_changes_seen),
-        );
-        one(
-            "etcd_server_proposals_committed_total",
-            "gauge",
-            "The total number of consensus proposals committed.",
-            value(&self.proposals_committed),
-        );
-        one(
-            "etcd_server_proposals_applied_total",
-            "gauge",
-            "The total number of consensus proposals applied.",
-            value(&self.proposals_applied),
-        );
-        one(
-            "etcd_server_proposals_pending",
-            "gauge",
-            "The current number of pending proposals to commit.",
-            value(&self.proposals_pending),
-        );
-        one(
-            "etcd_server_proposals_failed_total",
-            "counter",
-            "The total number of failed proposals seen.",
-            value(&self.proposals_failed),
-        );
-        one(
-            "etcd_mvcc_db_total_size_in_bytes",
-            "gauge",
-            "Total size of the underlying database physically allocated in bytes.",
-            value(&self.db_total_size_bytes),
-        );
+        // (name, type, help, value), etcd's wording.
+        let scalars: [(&str, &str, &str, &AtomicU64); 8] = [
+            (
+                "etcd_server_has_leader",
+                "gauge",
+                "Whether or not a leader exists. 1 is existence, 0 is not.",
+                &self.has_leader,
+            ),
+            (
+                "etcd_server_is_leader",
+                "gauge",
+                "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+                &self.is_leader,
+            ),
+            (
+                "etcd_server_leader_changes_seen_total",
+                "counter",
+                "The number of leader changes seen.",
+                &self.leader_changes_seen,
+            ),
+            (
+                "etcd_server_proposals_committed_total",
+                "gauge",
+                "The total number of consensus proposals committed.",
+                &self.proposals_committed,
+            ),
+            (
+                "etcd_server_proposals_applied_total",
+                "gauge",
+                "The total number of consensus proposals applied.",
+                &self.proposals_applied,
+            ),
+            (
+                "etcd_server_proposals_pending",
+                "gauge",
+                "The current number of pending proposals to commit.",
+                &self.proposals_pending,
+            ),
+            (
+                "etcd_server_proposals_failed_total",
+                "counter",
+                "The total number of failed proposals seen.",
+                &self.proposals_failed,
+            ),
+            (
+                "etcd_mvcc_db_total_size_in_bytes",
+                "gauge",
+                "Total size of the underlying database physically allocated in bytes.",
+                &self.db_total_size_bytes,
+            ),
+        ];
+        for (name, kind, help, v) in scalars {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value(v));
+        }
         self.wal_fsync.render(
             &mut out,
             "etcd_disk_wal_fsync_duration_seconds",

@@ -70,6 +70,24 @@ fn signed(dir: &Path, ca: &str, name: &str, usage: &str) {
 
 struct Running(Child);
 
+impl Running {
+    /// A detcd named `name` in `dir` (data in `dir/name`, log in `dir/name.log`) with its URLs
+    /// (`client_url` also advertised, `peer_url` also the initial one) and `extra` flags.
+    fn start(dir: &Path, name: &str, client_url: &str, peer_url: &str, extra: &[String]) -> Running {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
+        let mut args = vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", dir.join(name).display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+        ];
+        args.extend_from_slice(extra);
+        Running(Command::new(detcd_bin()).args(args).stdout(Stdio::null()).stderr(log).spawn().expect("start detcd"))
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -99,26 +117,19 @@ fn etcdctl_talks_tls_and_a_client_certificate_from_the_trusted_ca_is_required() 
     let (client_port, peer_port) = (free_port(), free_port());
     let client_url = format!("https://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let log = std::fs::File::create(d.join("detcd.log")).unwrap();
-    let _member = Running(
-        Command::new(detcd_bin())
-            .args([
-                "--name=tls".to_string(),
-                format!("--data-dir={}", d.join("data").display()),
-                format!("--listen-client-urls={client_url}"),
-                format!("--advertise-client-urls={client_url}"),
-                format!("--listen-peer-urls={peer_url}"),
-                format!("--initial-advertise-peer-urls={peer_url}"),
-                format!("--initial-cluster=tls={peer_url}"),
-                format!("--cert-file={}", d.join("server.pem").display()),
-                format!("--key-file={}", d.join("server-key.pem").display()),
-                format!("--trusted-ca-file={}", d.join("ca.pem").display()),
-                "--client-cert-auth".to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start detcd"),
+    let path = |f: &str| d.join(f).display().to_string();
+    let _member = Running::start(
+        d,
+        "tls",
+        &client_url,
+        &peer_url,
+        &[
+            format!("--initial-cluster=tls={peer_url}"),
+            format!("--cert-file={}", path("server.pem")),
+            format!("--key-file={}", path("server-key.pem")),
+            format!("--trusted-ca-file={}", path("ca.pem")),
+            "--client-cert-auth".to_string(),
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -127,7 +138,7 @@ fn etcdctl_talks_tls_and_a_client_certificate_from_the_trusted_ca_is_required() 
             assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
             break;
         }
-        let log = std::fs::read_to_string(d.join("detcd.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(d.join("tls.log")).unwrap_or_default();
         assert!(Instant::now() < deadline, "no TLS put: {}\n{log}", String::from_utf8_lossy(&out.stderr));
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -162,26 +173,19 @@ fn three_members_talk_to_each_other_over_tls_only() {
         .join(",");
     let mut members = Vec::new();
     for (name, (client, peer)) in names.iter().zip(&ports) {
-        let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
-        members.push(Running(
-            Command::new(detcd_bin())
-                .args([
-                    format!("--name={name}"),
-                    format!("--data-dir={}", d.join(name).display()),
-                    format!("--listen-client-urls=http://127.0.0.1:{client}"),
-                    format!("--advertise-client-urls=http://127.0.0.1:{client}"),
-                    format!("--listen-peer-urls=https://127.0.0.1:{peer}"),
-                    format!("--initial-advertise-peer-urls=https://127.0.0.1:{peer}"),
-                    format!("--initial-cluster={initial}"),
-                    format!("--peer-cert-file={}", d.join("peer.pem").display()),
-                    format!("--peer-key-file={}", d.join("peer-key.pem").display()),
-                    format!("--peer-trusted-ca-file={}", d.join("ca.pem").display()),
-                    "--peer-client-cert-auth".to_string(),
-                ])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start detcd"),
+        let path = |f: &str| d.join(f).display().to_string();
+        members.push(Running::start(
+            d,
+            name,
+            &format!("http://127.0.0.1:{client}"),
+            &format!("https://127.0.0.1:{peer}"),
+            &[
+                format!("--initial-cluster={initial}"),
+                format!("--peer-cert-file={}", path("peer.pem")),
+                format!("--peer-key-file={}", path("peer-key.pem")),
+                format!("--peer-trusted-ca-file={}", path("ca.pem")),
+                "--peer-client-cert-auth".to_string(),
+            ],
         ));
     }
     let endpoint = |i: usize| format!("http://127.0.0.1:{}", ports[i].0);
