@@ -674,6 +674,12 @@ impl World {
                 }
             }
             Fault::CorruptWal { member } => {
+                if let Some(exit) = self.exit_of(member).filter(|e| e.contains("corrupt")) {
+                    // It already refuses to start from a damaged disk (a bit flipped in unsynced
+                    // bytes at a power loss), and the operator is replacing it: one more flip
+                    // could only be reported as that first damage (5-member lease seed 122).
+                    return self.log(format!("m{} refuses to start already ({exit}): not corrupted again", member + 1));
+                }
                 self.kill(member, false, UnsyncedFlips::Never);
                 let fs = &self.members[member].fs;
                 match fs.corrupt_old_wal_segment(madsim::rand::thread_rng().gen()) {
