@@ -287,8 +287,6 @@ pub(crate) struct Client {
     /// The last request or dial failed: back off before dialling again.
     broke: bool,
     backoff: Duration,
-    /// The endpoint (index in `spec.endpoints`) dialled last.
-    endpoint: usize,
     /// Values written so far (makes values unique).
     written: u64,
 }
@@ -366,7 +364,7 @@ impl Failure {
 impl Client {
     fn new(spec: ClientSpec, recorder: Recorder) -> Client {
         let rng = StdRng::seed_from_u64(spec.seed);
-        Client { spec, rng, recorder, conn: None, broke: false, backoff: BACKOFF_MIN, endpoint: 0, written: 0 }
+        Client { spec, rng, recorder, conn: None, broke: false, backoff: BACKOFF_MIN, written: 0 }
     }
 
     pub(crate) fn running(&self) -> bool {
@@ -421,16 +419,7 @@ impl Client {
     }
 
     async fn dial(&mut self) {
-        // After a failure, another endpoint than the one that failed (as etcd's client balancer
-        // moves on): a dead or removed member would otherwise be dialled again and again, and
-        // every request it breaks is one more indeterminate operation for the checkers.
-        let n = self.spec.endpoints.len();
-        self.endpoint = if self.broke && n > 1 {
-            (self.endpoint + 1 + self.rng.gen_range(0..n - 1)) % n
-        } else {
-            self.rng.gen_range(0..n)
-        };
-        let endpoint = self.spec.endpoints[self.endpoint].clone();
+        let endpoint = self.spec.endpoints[self.rng.gen_range(0..self.spec.endpoints.len())].clone();
         let url = if endpoint.contains("://") { endpoint } else { format!("http://{endpoint}") };
         let dialled = match Endpoint::from_shared(url.clone()) {
             Ok(e) => tokio::time::timeout(self.spec.op_timeout, e.connect_timeout(self.spec.op_timeout).connect())
