@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::history::{CompareTarget, KeyValue, Operation, Outcome, Request, Response, TxnOp, TxnOpResponse};
 use crate::linearizability::{self, CheckOptions, CheckResult, Op};
-use crate::models::{EtcdModel, HistoryModel, LeaseClockSlack, RegisterModel};
+use crate::models::{EtcdModel, HistoryModel, KeyFacts, LeaseClockSlack, RegisterModel};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
@@ -127,6 +127,7 @@ pub fn check_history(ops: &[Operation], model: ModelKind, options: &CheckOptions
             let model = EtcdModel {
                 lease_clock: lease_clock_slack(options),
                 indeterminate_revoke_calls: std::rc::Rc::new(indeterminate_revoke_calls(ops)),
+                facts: std::rc::Rc::new(key_facts(ops)),
                 ..etcd_model_for(ops)
             };
             check_with(&model, ops, options)
@@ -452,6 +453,31 @@ fn interchangeable_class<'h>(
         Request::Delete(d) => Some((1, d.key.as_slice(), d.range_end.as_slice(), 0)),
         _ => None,
     }
+}
+
+/// What the `ok` answers showed of each key, and at which revision (see
+/// [`KeyFacts`]): a range's key-values as of its revision (its header, or
+/// the revision asked for), a put's `prev_kv` and a delete's `prev_kvs` as of the revision
+/// before theirs. Txns are left out (their reads may follow their own writes).
+fn key_facts(ops: &[Operation]) -> KeyFacts {
+    let mut facts = KeyFacts::default();
+    for op in ops {
+        let (Outcome::Ok, Some(output)) = (op.outcome, &op.output) else { continue };
+        match (&op.op, output) {
+            (Request::Range(r), Response::Range { header_revision, kvs }) => {
+                let at = if r.revision != 0 { r.revision } else { *header_revision };
+                kvs.iter().for_each(|kv| facts.saw(kv, at));
+            }
+            (Request::Put(_), Response::Put { header_revision, prev_kv: Some(kv) }) => {
+                facts.saw(kv, header_revision - 1)
+            }
+            (Request::Delete(_), Response::Delete { header_revision, prev_kvs, .. }) => {
+                prev_kvs.iter().for_each(|kv| facts.saw(kv, header_revision - 1));
+            }
+            _ => {}
+        }
+    }
+    facts
 }
 
 /// Every value some txn compares a key with (in any outcome: a compare's request says it).

@@ -114,6 +114,21 @@ use crate::linearizability::Model;
 /// store at each past revision (shared, copy-on-write) when [`EtcdModel::keep_history`] is set,
 /// which the checker does when the history has such ranges. Its header is the current revision.
 ///
+/// # What answers say about a key: refusing a misplaced indeterminate write at once
+///
+/// An indeterminate write fills a gap in the revisions between two answered operations; with
+/// several pending, the search tries each at each gap, and a wrong choice (the put of key `a`
+/// where the put of key `b` happened) shows only when an answer next shows `a` — after hundreds of
+/// steps on a long history, each of which may hold more such choices: the product is what ran
+/// searches out of budget. [`KeyFacts`] moves the refutation to the step itself: an answer that
+/// showed key `k` at revision `at` with create revision `c` and mod revision `m` says that no
+/// write touched `k` at a revision in `(m, at]` and no delete removed it at a revision in
+/// `[c, at]` (after such a write, `k` at `at` would show a later mod revision, or a later create
+/// revision). So an indeterminate operation (no output) whose write lands in such a span is
+/// refused. Same verdicts: every linearization that places it there fails at that answer anyway
+/// (the answer must then be linearized at `at`, where its key-value cannot match), and the ones
+/// that don't are untouched; if the answer itself is wrong, no linearization exists either way.
+///
 /// Not checked: etcd's refusal of txns that write one key twice (such a txn fails, so it should not
 /// appear as `ok`; the model applies its requests in order).
 #[derive(Clone, Debug)]
@@ -132,6 +147,49 @@ pub struct EtcdModel {
     /// then on a keepalive answered TTL 0 may find it removed while it holds no keys (see
     /// "Removing a lease that holds no keys" above).
     pub indeterminate_revoke_calls: Rc<BTreeMap<i64, u64>>,
+    /// What the answers of the history showed of each key (see "What answers say about a key").
+    pub facts: Rc<KeyFacts>,
+}
+
+/// For each key, the spans of revisions over which some answer showed it unchanged and alive
+/// (see "What answers say about a key" on [`EtcdModel`]).
+#[derive(Clone, Debug, Default)]
+pub struct KeyFacts {
+    spans: BTreeMap<Bytes, Vec<SeenSpan>>,
+}
+
+/// Key-value `kv` as it was at revision `at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SeenSpan {
+    create_revision: i64,
+    mod_revision: i64,
+    at: i64,
+}
+
+impl KeyFacts {
+    /// Records that an answer showed `kv` as it was at revision `at`.
+    pub fn saw(&mut self, kv: &KeyValue, at: i64) {
+        let span = SeenSpan { create_revision: kv.create_revision, mod_revision: kv.mod_revision, at };
+        // Nonsense (a mod revision after the revision read) says nothing sound; the search
+        // rejects that answer by itself.
+        if span.create_revision <= span.mod_revision && span.mod_revision <= at {
+            self.spans.entry(kv.key.clone()).or_default().push(span);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Whether some answer rules out a put of `key` at `revision`.
+    fn forbids_put(&self, key: &Bytes, revision: i64) -> bool {
+        self.spans.get(key).is_some_and(|spans| spans.iter().any(|s| s.mod_revision < revision && revision <= s.at))
+    }
+
+    /// Whether some answer rules out removing `key` at `revision`.
+    fn forbids_delete(&self, key: &Bytes, revision: i64) -> bool {
+        self.spans.get(key).is_some_and(|spans| spans.iter().any(|s| s.create_revision <= revision && revision <= s.at))
+    }
 }
 
 impl Default for EtcdModel {
@@ -142,6 +200,7 @@ impl Default for EtcdModel {
             leases: false,
             lease_clock: LeaseClockSlack::default(),
             indeterminate_revoke_calls: Rc::new(BTreeMap::new()),
+            facts: Rc::new(KeyFacts::default()),
         }
     }
 }
@@ -705,6 +764,7 @@ impl Model for EtcdModel {
         let (next, expected) = self.apply_at(state, input, window, granted)?;
         match output {
             Some(seen) if !same_answer(seen, &expected) => None,
+            None if self.contradicts_facts(state, &next, input) => None,
             _ => Some(next),
         }
     }
@@ -753,6 +813,36 @@ impl Model for EtcdModel {
 }
 
 impl EtcdModel {
+    /// Whether the write that took `before` to `after` (by `input`, whose answer is unknown)
+    /// touched a key where an answer of the history says nothing did.
+    fn contradicts_facts(&self, before: &EtcdState, after: &EtcdState, input: &Request) -> bool {
+        if after.revision == before.revision || self.facts.is_empty() {
+            return false;
+        }
+        let r = after.revision;
+        let touched = |key: &Bytes| match (before.keys.get(key), after.keys.get(key)) {
+            (_, Some(k)) if k.mod_revision == r => self.facts.forbids_put(key, r),
+            (Some(_), None) => self.facts.forbids_delete(key, r),
+            _ => false,
+        };
+        let in_range =
+            |key: &Bytes, range_end: &Bytes| select(&before.keys, key, range_end).into_iter().any(|(k, _)| touched(k));
+        let touched_by = |op: &TxnOp| match op {
+            TxnOp::Put(p) => touched(&p.key),
+            TxnOp::Delete(d) => in_range(&d.key, &d.range_end),
+            TxnOp::Range(_) => false,
+        };
+        match input {
+            Request::Put(p) => touched(&p.key),
+            Request::Delete(d) => in_range(&d.key, &d.range_end),
+            Request::Txn(t) => t.success.iter().chain(&t.failure).any(touched_by),
+            Request::LeaseRevoke { id } | Request::LeaseExpire { id } => {
+                before.keys.iter().any(|(k, s)| s.lease == *id && touched(k))
+            }
+            _ => false,
+        }
+    }
+
     fn check_range(&self, r: &RangeRequest) -> Result<(), String> {
         if r.revision != 0 && !self.keep_history {
             return Err("a range at a past revision needs the model's keep_history".into());
@@ -859,5 +949,59 @@ mod tests {
         let (s2, _) = model.apply(&model.init(), &put("c", "y")).unwrap();
         assert_eq!(s1.keys_hash, s2.keys_hash);
         assert_eq!(s1.keys_hash, recomputed(&s1));
+    }
+
+    /// An answer showed key `a` at revision 5 as created at 2 and last written at 3: an
+    /// indeterminate put of `a` may land at revision 3 or at 6, not at 4 or 5, and an
+    /// indeterminate delete of `a` not at 2 to 5. Other keys, and answered writes, are not
+    /// concerned.
+    #[test]
+    fn an_answer_that_showed_a_key_rules_out_indeterminate_writes_of_it_in_its_span() {
+        let mut facts = KeyFacts::default();
+        let kv = |key: &str| KeyValue {
+            key: key.into(),
+            value: "x".into(),
+            create_revision: 2,
+            mod_revision: 3,
+            version: 2,
+            lease: 0,
+        };
+        facts.saw(&kv("a"), 5);
+        let model = EtcdModel { facts: Rc::new(facts), ..EtcdModel::default() };
+        let at = |revision: i64, keys: &[&str]| {
+            let mut state = model.init();
+            state.revision = revision;
+            let map = keys
+                .iter()
+                .map(|k| {
+                    (
+                        Bytes::from(*k),
+                        KeyState { value: "x".into(), create_revision: 1, mod_revision: 1, version: 1, lease: 0 },
+                    )
+                })
+                .collect();
+            state.keys = Rc::new(map);
+            state.keys_hash = recomputed(&state);
+            state
+        };
+        let put = |key: &str| Request::Put(PutRequest { key: key.into(), value: "y".into(), lease: 0, prev_kv: false });
+        let delete =
+            |key: &str| Request::Delete(DeleteRequest { key: key.into(), range_end: Bytes::default(), prev_kv: false });
+        // Puts: the write lands at the state's revision + 1.
+        assert!(model.step(&at(2, &["a"]), &put("a"), None).is_some(), "a put at 3 is the one it showed");
+        assert!(model.step(&at(3, &["a"]), &put("a"), None).is_none(), "at 4 it would show mod 4");
+        assert!(model.step(&at(4, &["a"]), &put("a"), None).is_none(), "at 5 too");
+        assert!(model.step(&at(5, &["a"]), &put("a"), None).is_some(), "after 5 nothing was seen");
+        assert!(model.step(&at(3, &[]), &put("b"), None).is_some(), "another key");
+        // Deletes, and a range delete that would take `a` with it.
+        assert!(model.step(&at(1, &["a"]), &delete("a"), None).is_none(), "deleted at 2: created later");
+        assert!(model.step(&at(4, &["a"]), &delete("a"), None).is_none());
+        assert!(model.step(&at(5, &["a"]), &delete("a"), None).is_some());
+        let everything = Request::Delete(DeleteRequest { key: "a".into(), range_end: "\0".into(), prev_kv: false });
+        assert!(model.step(&at(3, &["a", "b"]), &everything, None).is_none());
+        assert!(model.step(&at(3, &["b"]), &everything, None).is_some(), "`a` is not there to delete");
+        // An answered put is placed by its header revision, and checked by its output alone.
+        let answered = Response::Put { header_revision: 4, prev_kv: None };
+        assert!(model.step(&at(3, &["a"]), &put("a"), Some(&answered)).is_some());
     }
 }

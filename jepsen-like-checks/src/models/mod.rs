@@ -18,7 +18,7 @@ mod register;
 
 use std::cmp::Ordering;
 
-pub use etcd::{ClockJump, EtcdModel, EtcdState, KeyState, LeaseClockSlack, LeaseState, Snapshot};
+pub use etcd::{ClockJump, EtcdModel, EtcdState, KeyFacts, KeyState, LeaseClockSlack, LeaseState, Snapshot};
 pub use register::{RegisterModel, RegisterState, RegisterValue};
 
 use crate::history::{CompareResult, Request, Response};
