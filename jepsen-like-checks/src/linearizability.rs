@@ -167,6 +167,25 @@ pub trait Model {
         false
     }
 
+    /// For a model whose states carry a count that never goes down (etcd's revision,
+    /// [`Model::progress`]): the highest count of a state that can still accept the (determinate)
+    /// operation, if there is one. The search keeps the lowest ceiling among the operations not
+    /// yet linearized and abandons a branch as soon as its state is past it, since that operation
+    /// must be linearized some time. This is [`Model::cannot_follow`] for every pending operation
+    /// at once, not only for those called before the first pending return: without it, an
+    /// operation whose answer constrains nothing (an etcd keepalive, whose header is not checked)
+    /// standing first let the search stack any number of indeterminate writes before it, every
+    /// order of them, while operations called just after could already tell that the revision had
+    /// gone too far. Must be sound, like `cannot_follow`.
+    fn ceiling(&self, _input: &Self::Input, _output: &Self::Output) -> Option<i64> {
+        None
+    }
+
+    /// The count of [`Model::ceiling`]; it must never go down from a state to the next.
+    fn progress(&self, _state: &Self::State) -> i64 {
+        i64::MIN
+    }
+
     fn describe_partition(&self, key: &Self::PartitionKey) -> String;
 
     /// One line: the input and, when known, the output.
@@ -530,6 +549,10 @@ struct Search<'m, M: Model> {
     /// For each operation with an [`Op::interchangeable`] class, the operation of that class
     /// called just before it (`NIL` if none): it waits for that one (see the module docs).
     called_before_in_class: Vec<u32>,
+    /// [`Model::ceiling`] of each operation.
+    ceiling_of: Vec<Option<i64>>,
+    /// The ceilings of the operations not yet linearized, with how many have each.
+    pending_ceilings: BTreeMap<i64, u32>,
 }
 
 impl<'m, M: Model> Search<'m, M> {
@@ -586,6 +609,12 @@ impl<'m, M: Model> Search<'m, M> {
                 }
             }
         }
+        let ceiling_of: Vec<Option<i64>> =
+            ops.iter().map(|op| op.output.as_ref().and_then(|output| model.ceiling(&op.input, output))).collect();
+        let mut pending_ceilings = BTreeMap::new();
+        for &c in ceiling_of.iter().flatten() {
+            *pending_ceilings.entry(c).or_insert(0) += 1;
+        }
         let state = model.init();
         Search {
             model,
@@ -603,6 +632,8 @@ impl<'m, M: Model> Search<'m, M> {
             cache_bytes: 0,
             indeterminate_first: M::INDETERMINATE_FIRST,
             called_before_in_class,
+            ceiling_of,
+            pending_ceilings,
         }
     }
 
@@ -642,6 +673,25 @@ impl<'m, M: Model> Search<'m, M> {
     fn flip(&mut self, op: u32) {
         self.linearized[op as usize / 64] ^= 1 << (op % 64);
         self.linearized_hash ^= zobrist(op);
+    }
+
+    /// Takes operation `op`'s ceiling out of the pending ones (it is linearized) or puts it back.
+    fn count_ceiling(&mut self, op: u32, pending: bool) {
+        let Some(c) = self.ceiling_of[op as usize] else { return };
+        if pending {
+            *self.pending_ceilings.entry(c).or_insert(0) += 1;
+        } else {
+            let count = self.pending_ceilings.get_mut(&c).expect("a pending operation's ceiling is counted");
+            *count -= 1;
+            if *count == 0 {
+                self.pending_ceilings.remove(&c);
+            }
+        }
+    }
+
+    /// Whether the state is past the ceiling of some operation still pending.
+    fn past_a_ceiling(&self) -> bool {
+        self.pending_ceilings.first_key_value().is_some_and(|(&c, _)| self.model.progress(&self.state) > c)
     }
 
     fn is_linearized(&self, op: u32) -> bool {
@@ -762,6 +812,7 @@ impl<'m, M: Model> Search<'m, M> {
                 self.lift(candidate);
                 if determinate {
                     self.determinate_left -= 1;
+                    self.count_ceiling(node.op, false);
                 }
                 cursor = self.restart();
             } else if determinate {
@@ -784,6 +835,7 @@ impl<'m, M: Model> Search<'m, M> {
         self.unlift(frame.call);
         Some(if self.is_determinate(frame.call) {
             self.determinate_left += 1;
+            self.count_ceiling(op, true);
             Cursor::Main(self.nodes[frame.call as usize].next)
         } else {
             Cursor::Indeterminate { node: self.next_indeterminate(frame.call, frame.bound), bound: frame.bound }
@@ -822,7 +874,7 @@ impl<'m, M: Model> Search<'m, M> {
             return Cursor::Main(front);
         }
         let mut n = front;
-        let mut dead = false;
+        let mut dead = self.past_a_ceiling();
         loop {
             assert!(n != NIL, "determinate operations left, so a return is on the list");
             let node = self.nodes[n as usize];

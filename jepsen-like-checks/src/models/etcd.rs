@@ -780,10 +780,19 @@ impl Model for EtcdModel {
     /// `h - 1` if its output says it changed something (a put; a delete or a txn branch that
     /// deleted keys or put one), else at `h`: the model's answer would differ otherwise. The
     /// revision never goes down, so a state past that can never accept it.
-    fn cannot_follow(&self, state: &EtcdState, _input: &Request, output: &Response) -> bool {
+    fn cannot_follow(&self, state: &EtcdState, input: &Request, output: &Response) -> bool {
+        self.ceiling(input, output).is_some_and(|c| state.revision > c)
+    }
+
+    /// The revision a state must not be past to accept the answer (see `cannot_follow`).
+    fn ceiling(&self, _input: &Request, output: &Response) -> Option<i64> {
         // A keepalive's header is not checked (see the type's docs).
-        !matches!(output, Response::LeaseKeepalive { .. })
-            && state.revision > output.header_revision() - i64::from(output_says_it_wrote(output))
+        (!matches!(output, Response::LeaseKeepalive { .. }))
+            .then(|| output.header_revision() - i64::from(output_says_it_wrote(output)))
+    }
+
+    fn progress(&self, state: &EtcdState) -> i64 {
+        state.revision
     }
 
     fn is_read_only(&self, input: &Request) -> bool {
