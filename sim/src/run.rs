@@ -821,10 +821,11 @@ impl World {
 
     /// The liveness phase begins: every fault healed, every member (but those gone for good)
     /// running.
-    fn heal_all(&self) {
+    async fn heal_all(&self) {
         let net = madsim::net::NetSim::current();
         net.update_config(|c| *c = madsim::net::Config::default());
         let gone = lock(&self.gone).clone();
+        let mut stopped = Vec::new();
         for (i, m) in self.members.iter().enumerate() {
             net.unclog_node(m.node);
             for other in &self.members {
@@ -836,11 +837,35 @@ impl World {
             // `serve` returns Ok ("stopped") only when the member was removed: that one stays
             // stopped.
             if !gone.contains(&i) && exit.is_some() && exit.as_deref() != Some(STOPPED) {
-                // Stopped on its own (a failure the injector did not restart): power-cycle it.
-                // No flips: the liveness phase injects no faults.
-                self.kill(i, true, UnsyncedFlips::Never);
-                self.restart(i);
+                stopped.push(i);
             }
+        }
+        // A joiner that stopped before it joined (partitioned from every peer while it asked for
+        // the member list) would check its --initial-cluster, the member list of its MemberAdd,
+        // against a cluster that may have changed since (5-member lease seed 81: a member was
+        // removed meanwhile, and the joiner exited with "member count is unequal" at every
+        // start). An operator starts it with the member list as it is now; a member with data
+        // ignores the flag, as etcd does.
+        if stopped.iter().any(|&i| self.members[i].joins.load(Ordering::Relaxed)) {
+            if let Some((_, list)) = self.member_list().await {
+                for &i in &stopped {
+                    let slot = &self.members[i];
+                    if slot.joins.load(Ordering::Relaxed) {
+                        *lock(&slot.initial_cluster) = initial_cluster_of(&list, self.members.len());
+                        self.log(format!(
+                            "m{} stopped ({}): starting it again with the member list",
+                            i + 1,
+                            self.exit_of(i).unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+        for i in stopped {
+            // Stopped on its own (a failure the injector did not restart): power-cycle it.
+            // No flips: the liveness phase injects no faults.
+            self.kill(i, true, UnsyncedFlips::Never);
+            self.restart(i);
         }
     }
 }
@@ -1026,7 +1051,9 @@ async fn simulate(o: Options) -> Report {
     }
 
     // Liveness phase: no faults. Every member must converge and hold every acknowledged write.
-    world.heal_all();
+    // On the controller's node: healing asks the cluster for its member list.
+    let healer = world.clone();
+    let _ = controller.spawn(async move { healer.heal_all().await }).await;
     let checker = handle.create_node().name("checker").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1))).build();
     let history = recorder.ops();
     let acks = acknowledged_puts(&history);
