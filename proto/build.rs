@@ -32,11 +32,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Every protobuf `bytes` field, in every message, is `bytes::Bytes`.
         .bytes(["."])
         .emit_rerun_if_changed(false);
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     if !grpc {
-        let out = PathBuf::from(std::env::var("OUT_DIR")?).join("messages");
+        let out = out_dir.join("messages");
         std::fs::create_dir_all(&out)?;
         config = config.out_dir(out);
     }
+    // With the `json` feature: protoc also writes the descriptors, from which pbjson-build
+    // generates the proto3 JSON mapping (serde impls) of the client-facing packages.
+    #[cfg(feature = "json")]
+    let descriptors = out_dir.join("descriptors.bin");
+    #[cfg(feature = "json")]
+    {
+        config = config.file_descriptor_set_path(&descriptors);
+    }
     config.compile_protos(&files, &[dir])?;
+    #[cfg(feature = "json")]
+    json(&descriptors, &out_dir.join("json"))?;
+    Ok(())
+}
+
+/// serde impls in the proto3 JSON mapping as etcd's gateway (grpc-gateway v1 with
+/// `JSONPb{OrigName: true}`) speaks it: proto field names on output (both spellings accepted on
+/// input), 64-bit integers as strings, bytes as base64 (into `bytes::Bytes`, through
+/// `From<Vec<u8>>`), enums by name, default values left out, unknown fields ignored.
+#[cfg(feature = "json")]
+fn json(descriptors: &std::path::Path, out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(out)?;
+    let set = std::fs::read(descriptors)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&set)?
+        .out_dir(out)
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"])?;
     Ok(())
 }

@@ -19,11 +19,26 @@ install_if_missing() {
   $as_root apt-get install -y -qq "$2"
 }
 
-step "tools: etcdctl 3.4 and etcd 3.4 for the end-to-end tests, protoc for the etcd-client crate's build script, openssl for the TLS test's certificates"
+step "tools: etcdctl 3.4 and etcd 3.4 for the end-to-end tests, protoc for the etcd-client crate's build script, openssl for the TLS test's certificates, curl for the JSON gateway's"
 install_if_missing etcdctl etcd-client
 install_if_missing etcd etcd-server
 install_if_missing protoc protobuf-compiler
 install_if_missing openssl openssl
+install_if_missing curl curl
+
+step "etcd3gw (the JSON gateway's Python client) in a virtualenv under target/, for tests/tests/gateway.rs"
+if ! target/etcd3gw-venv/bin/python -c 'import etcd3gw' >/dev/null 2>&1; then
+  install_if_missing python3 python3
+  # Debian's python3 has venv (and ensurepip) in a package of its own.
+  python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' >/dev/null 2>&1 || {
+    [ "$(id -u)" -eq 0 ] && as_root="" || as_root="sudo"
+    $as_root apt-get update -qq
+    $as_root apt-get install -y -qq python3-venv
+  }
+  rm -rf target/etcd3gw-venv
+  python3 -m venv target/etcd3gw-venv
+  target/etcd3gw-venv/bin/pip install --quiet --disable-pip-version-check etcd3gw==2.7.0
+fi
 # sed, not head: head exits after one line and etcdctl, still writing, dies of SIGPIPE (pipefail).
 ETCDCTL_API=3 etcdctl version | sed -n 1p
 protoc --version

@@ -1,28 +1,39 @@
-//! etcd's plain-HTTP endpoints on the client port, beside gRPC: `GET /health`, `/version` and
-//! `/metrics` (etcd 3.4's), `/livez` and `/readyz` (etcd 3.5's).
+//! The client port's HTTP/1.1 side, beside gRPC: etcd's plain-HTTP endpoints `GET /health`,
+//! `/version` and `/metrics` (etcd 3.4's), `/livez` and `/readyz` (etcd 3.5's), and the JSON
+//! gateway under `/v3/` ([`crate::gateway`]).
 //!
 //! etcd tells the two protocols apart per connection (cmux); so does [`is_grpc`]: a connection
-//! that opens with HTTP/2's preface goes to gRPC, any other here, to [`serve_connection`], which
-//! answers one HTTP/1.1 request and closes the connection. Every other path is 404 with etcd's
-//! body; `/metrics` is [`crate::metrics`]'s; the JSON gateway (`/v3/...`) is not served yet
-//! (README).
+//! that opens with HTTP/2's preface goes to gRPC, any other here, to [`serve_connection`]:
+//! hyper's HTTP/1.1 server (keep-alive, request bodies, chunked streamed answers). Every other
+//! path is 404 with etcd's body; `/metrics` is [`crate::metrics`]'s. As etcd 3.4 (whose
+//! `--cors` defaults to `*`), every answer on a client URL carries the CORS headers and an
+//! `OPTIONS` request is answered 200 with them alone.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
 use detcd_engine::node::{Request, Response};
 use detcd_proto::etcdserverpb::RangeRequest;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::driver::Handle;
+use crate::gateway::{Body, Gateway};
 use crate::grpc::ETCD_VERSION;
 
-/// Largest request head (request line and headers) read; a longer one is answered 431.
+/// Largest request head (request line and headers) read; a longer one is answered 431. (hyper's
+/// read buffer, which bounds the head, can be no smaller.)
 pub const HTTP_REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
-/// How long a connection may take to send its request head, or its first bytes to be told
-/// apart (a client that connects and says nothing is gRPC's to time out).
+/// How long a connection may take to be told apart (its first bytes) or to finish its TLS
+/// handshake (a client that connects and says nothing is gRPC's to time out).
 pub const HTTP_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an HTTP/1.1 connection may take to send a request head, counted from the end of
+/// the previous answer: so also how long a kept-alive connection may idle.
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The health check's linearizable read: etcd 3.4 gives its health QGET about a second too.
 pub const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -60,87 +71,80 @@ pub enum Listener {
     Metrics,
 }
 
-/// Reads one HTTP/1.1 request head and answers it; then closes the connection.
-pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handle: Handle, listener: Listener) {
-    let head = match tokio::time::timeout(HTTP_REQUEST_HEAD_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(HeadError::TooLarge)) => {
-            let _ = respond(&mut stream, Reply::text(431, "Request Header Fields Too Large", "")).await;
-            return;
-        }
-        Ok(Err(HeadError::Closed)) | Err(_) => return,
-    };
-    let reply = match parse_request_line(&head) {
-        Some((_, path)) if listener == Listener::Metrics && !matches!(path, "/metrics" | "/health") => {
-            Reply::text(404, "Not Found", "404 page not found\n")
-        }
-        Some((method, path)) => route(method, path, &handle).await,
-        None => Reply::text(400, "Bad Request", "400 Bad Request"),
-    };
-    let _ = respond(&mut stream, reply).await;
-}
-
-enum HeadError {
-    TooLarge,
-    Closed,
-}
-
-/// Bytes up to the blank line that ends the request head.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, HeadError> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut buf).await.map_err(|_| HeadError::Closed)?;
-        if n == 0 {
-            return Err(HeadError::Closed);
-        }
-        head.extend_from_slice(&buf[..n]);
-        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            head.truncate(end);
-            return Ok(head);
-        }
-        if head.len() > HTTP_REQUEST_HEAD_BYTES_MAX {
-            return Err(HeadError::TooLarge);
-        }
+/// Serves HTTP/1.1 requests on one connection until the client closes it or idles too long.
+/// `gateway`: the JSON gateway, on client URLs only.
+pub async fn serve_connection<S>(stream: S, handle: Handle, listener: Listener, gateway: Option<Gateway>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let (handle, gateway) = (handle.clone(), gateway.clone());
+        async move { Ok::<_, Infallible>(answer(request, &handle, listener, gateway.as_ref()).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HTTP_IDLE_TIMEOUT)
+        .max_buf_size(HTTP_REQUEST_HEAD_BYTES_MAX)
+        // Go writes canonical header names; some clients (and our tests) read them so.
+        .title_case_headers(true)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
     }
 }
 
-/// Method and path (without the query) of the request line `METHOD TARGET HTTP/1.x`.
-fn parse_request_line(head: &[u8]) -> Option<(&str, &str)> {
-    let line = head.split(|&b| b == b'\r' || b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return None;
+async fn answer(
+    request: http::Request<hyper::body::Incoming>,
+    handle: &Handle,
+    listener: Listener,
+    gateway: Option<&Gateway>,
+) -> http::Response<Body> {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    if listener == Listener::Metrics {
+        if !matches!(path.as_str(), "/metrics" | "/health") {
+            return Reply::text(404, "404 page not found\n").into_response();
+        }
+        return route(method.as_str(), &path, handle).await.into_response();
     }
-    Some((method, target.split('?').next().unwrap_or(target)))
+    let mut response = if method == Method::OPTIONS {
+        // etcd's CORS handler answers a preflight itself.
+        http::Response::new(Body::Full(None))
+    } else {
+        match gateway {
+            Some(gateway) if crate::gateway::serves(&path) => gateway.serve(request).await,
+            _ => route(method.as_str(), &path, handle).await.into_response(),
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    headers.insert("access-control-allow-methods", HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
+    headers.insert("access-control-allow-headers", HeaderValue::from_static("accept, content-type, authorization"));
+    response
 }
 
 async fn route(method: &str, path: &str, handle: &Handle) -> Reply {
     if !matches!(path, "/health" | "/version" | "/livez" | "/readyz" | "/metrics") {
-        return Reply::text(404, "Not Found", "404 page not found\n");
+        return Reply::text(404, "404 page not found\n");
     }
     if method != "GET" && method != "HEAD" {
-        return Reply::text(405, "Method Not Allowed", "Method Not Allowed\n").allow("GET");
+        return Reply::text(405, "Method Not Allowed\n").allow("GET");
     }
     let reply = match path {
         "/health" => match healthy(handle).await {
-            true => Reply::text(200, "OK", r#"{"health":"true"}"#),
-            false => Reply::text(503, "Service Unavailable", r#"{"health":"false"}"#),
+            true => Reply::text(200, r#"{"health":"true"}"#),
+            false => Reply::text(503, r#"{"health":"false"}"#),
         },
-        "/version" => {
-            Reply::json(200, "OK", format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_VERSION}"}}"#))
-        }
+        "/version" => Reply::json(200, format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_VERSION}"}}"#)),
         // The process answers: it is alive.
-        "/livez" => Reply::text(200, "OK", "ok"),
+        "/livez" => Reply::text(200, "ok"),
         "/metrics" => Reply {
             content_type: "text/plain; version=0.0.4; charset=utf-8",
-            ..Reply::text(200, "OK", &handle.metrics().render())
+            ..Reply::text(200, &handle.metrics().render())
         },
         _ => match healthy(handle).await {
-            true => Reply::text(200, "OK", "ok"),
-            false => Reply::text(503, "Service Unavailable", "not ready: no leader, or a linearizable read failed"),
+            true => Reply::text(200, "ok"),
+            false => Reply::text(503, "not ready: no leader, or a linearizable read failed"),
         },
     };
     if method == "HEAD" {
@@ -161,54 +165,31 @@ async fn healthy(handle: &Handle) -> bool {
 
 struct Reply {
     status: u16,
-    reason: &'static str,
     content_type: &'static str,
     allow: Option<&'static str>,
     body: String,
 }
 
 impl Reply {
-    fn text(status: u16, reason: &'static str, body: &str) -> Reply {
-        Reply { status, reason, content_type: "text/plain; charset=utf-8", allow: None, body: body.to_string() }
+    fn text(status: u16, body: &str) -> Reply {
+        Reply { status, content_type: "text/plain; charset=utf-8", allow: None, body: body.to_string() }
     }
 
-    fn json(status: u16, reason: &'static str, body: String) -> Reply {
-        Reply { status, reason, content_type: "application/json", allow: None, body }
+    fn json(status: u16, body: String) -> Reply {
+        Reply { status, content_type: "application/json", allow: None, body }
     }
 
     fn allow(self, methods: &'static str) -> Reply {
         Reply { allow: Some(methods), ..self }
     }
-}
 
-async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reply.status,
-        reply.reason,
-        reply.content_type,
-        reply.body.len()
-    );
-    if let Some(methods) = reply.allow {
-        out.push_str(&format!("Allow: {methods}\r\n"));
-    }
-    out.push_str("\r\n");
-    out.push_str(&reply.body);
-    stream.write_all(out.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_lines_are_parsed_and_bad_ones_refused() {
-        assert_eq!(parse_request_line(b"GET /health HTTP/1.1\r\nHost: x"), Some(("GET", "/health")));
-        assert_eq!(parse_request_line(b"GET /health?serializable=true HTTP/1.0"), Some(("GET", "/health")));
-        assert_eq!(parse_request_line(b"GET health HTTP/1.1"), None, "not a path");
-        assert_eq!(parse_request_line(b"GET /health HTTP/2.0"), None, "not HTTP/1");
-        assert_eq!(parse_request_line(b"GET /a b HTTP/1.1"), None, "a space in the target");
-        assert_eq!(parse_request_line(b"\xff\xfe"), None);
+    fn into_response(self) -> http::Response<Body> {
+        let mut response = http::Response::new(Body::Full(Some(Bytes::from(self.body))));
+        *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        if let Some(methods) = self.allow {
+            response.headers_mut().insert("allow", HeaderValue::from_static(methods));
+        }
+        response
     }
 }

@@ -12,6 +12,8 @@ pub mod config;
 pub mod disk;
 pub mod driver;
 pub mod forward;
+#[cfg(not(madsim))]
+pub mod gateway;
 pub mod grpc;
 #[cfg(not(madsim))]
 pub mod http;
@@ -403,7 +405,7 @@ async fn metrics_server(
             },
             _ = stop.changed() => return Ok(()),
         };
-        tokio::task::spawn(http::serve_connection(stream, handle.clone(), http::Listener::Metrics));
+        tokio::task::spawn(http::serve_connection(stream, handle.clone(), http::Listener::Metrics, None));
     }
 }
 
@@ -435,30 +437,50 @@ async fn client_server(
         tonic::transport::Server::builder().layer(metrics::grpc_layer::GrpcMetricsLayer(handle.metrics().clone()));
     #[cfg(madsim)]
     let mut builder = tonic::transport::Server::builder();
-    let router = builder
-        .add_service(KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max))
-        .add_service(
-            WatchServer::new(grpc::WatchService { handle: handle.clone() }).max_decoding_message_size(receive_max),
-        )
-        .add_service(
-            LeaseServer::new(grpc::LeaseService { handle: handle.clone(), forwarder: forwarder.clone() })
-                .max_decoding_message_size(receive_max),
-        )
-        .add_service(
-            ClusterServer::new(grpc::ClusterService { handle: handle.clone(), forwarder: forwarder.clone() })
-                .max_decoding_message_size(receive_max),
-        )
-        .add_service(
-            LockServer::new(grpc::LockService { handle: handle.clone() }).max_decoding_message_size(receive_max),
-        )
-        .add_service(
-            ElectionServer::new(grpc::ElectionService { handle: handle.clone() })
-                .max_decoding_message_size(receive_max),
-        )
-        .add_service(
-            MaintenanceServer::new(grpc::MaintenanceService { handle, forwarder })
-                .max_decoding_message_size(receive_max),
-        );
+    // The same services for gRPC clients and (in process) for the JSON gateway.
+    macro_rules! client_services {
+        ($start:expr) => {
+            $start
+                .add_service(
+                    KvServer::new(grpc::KvService { handle: handle.clone() }).max_decoding_message_size(receive_max),
+                )
+                .add_service(
+                    WatchServer::new(grpc::WatchService { handle: handle.clone() })
+                        .max_decoding_message_size(receive_max),
+                )
+                .add_service(
+                    LeaseServer::new(grpc::LeaseService { handle: handle.clone(), forwarder: forwarder.clone() })
+                        .max_decoding_message_size(receive_max),
+                )
+                .add_service(
+                    ClusterServer::new(grpc::ClusterService { handle: handle.clone(), forwarder: forwarder.clone() })
+                        .max_decoding_message_size(receive_max),
+                )
+                .add_service(
+                    LockServer::new(grpc::LockService { handle: handle.clone() })
+                        .max_decoding_message_size(receive_max),
+                )
+                .add_service(
+                    ElectionServer::new(grpc::ElectionService { handle: handle.clone() })
+                        .max_decoding_message_size(receive_max),
+                )
+                .add_service(
+                    MaintenanceServer::new(grpc::MaintenanceService {
+                        handle: handle.clone(),
+                        forwarder: forwarder.clone(),
+                    })
+                    .max_decoding_message_size(receive_max),
+                )
+        };
+    }
+    #[cfg(not(madsim))]
+    let (router, gateway) = {
+        let routes = client_services!(tonic::service::Routes::default());
+        let gateway = gateway::Gateway::new(routes.clone(), handle.metrics().clone(), max_request_bytes);
+        (builder.add_routes(routes), gateway)
+    };
+    #[cfg(madsim)]
+    let router = client_services!(builder);
     let stopped = async move {
         let _ = stop.changed().await;
     };
@@ -486,7 +508,8 @@ async fn client_server(
                     _ = accept_stop.changed() => return,
                 };
                 let _ = stream.set_nodelay(true);
-                let (grpc_tx, handle, tls_acceptor) = (grpc_tx.clone(), http_handle.clone(), tls_acceptor.clone());
+                let (grpc_tx, handle, tls_acceptor, gateway) =
+                    (grpc_tx.clone(), http_handle.clone(), tls_acceptor.clone(), gateway.clone());
                 tokio::task::spawn(async move {
                     // TLS: ALPN says which protocol; plain text: the first bytes do.
                     let (connection, grpc) = match tls_acceptor {
@@ -514,7 +537,7 @@ async fn client_server(
                         let _ =
                             grpc_tx.send(Ok::<_, std::io::Error>(authority::AuthorityRewrite::new(connection))).await;
                     } else {
-                        http::serve_connection(connection, handle, http::Listener::Client).await;
+                        http::serve_connection(connection, handle, http::Listener::Client, Some(gateway)).await;
                     }
                 });
             }

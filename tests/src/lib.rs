@@ -232,6 +232,63 @@ fn member_args(name: &str, data_dir: &Path, client_url: &str, peer_url: &str) ->
     ]
 }
 
+/// Debian's etcd 3.4 (`/usr/bin/etcd`, package `etcd-server`, or `$ETCD_BIN`), one member on free
+/// loopback ports; killed on drop.
+pub struct Etcd {
+    child: Child,
+    pub client_url: String,
+    _dir: TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let bin = std::env::var("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/usr/bin/etcd"));
+        let found = Command::new(&bin).arg("--version").output().is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "etcd not found at {}: `apt-get install -y etcd-server` (Debian's etcd 3.4; tests/run-all.sh installs \
+             it), or set ETCD_BIN",
+            bin.display()
+        );
+        let dir = TempDir::new("etcd");
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.0.join("etcd.log")).expect("log file");
+        let child = Command::new(bin)
+            .arg("--name=e1")
+            .arg(format!("--data-dir={}", dir.0.join("e1.etcd").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=e1={peer_url}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        let etcd = Etcd { child, client_url, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !etcdctl(&etcd.endpoint(), &["put", "__ready", "1"]).status.success() {
+            let log = std::fs::read_to_string(etcd._dir.0.join("etcd.log")).unwrap_or_default();
+            assert!(Instant::now() < deadline, "etcd not ready:\n{log}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        etcd
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.client_url.trim_start_matches("http://").to_string()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An etcdctl (API v3) command against `endpoints`, arguments still to add.
 pub fn etcdctl_command(endpoints: &str) -> Command {
     let mut command = Command::new(etcdctl_bin());

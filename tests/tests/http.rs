@@ -15,7 +15,9 @@ const ANSWER: Duration = Duration::from_secs(10);
 fn http(endpoint: &str, method: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(endpoint).expect("connect to the client port");
     stream.set_read_timeout(Some(ANSWER)).expect("set a read timeout");
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nAccept: */*\r\n\r\n").expect("send the request");
+    // The server keeps connections alive: ask it to close this one after answering.
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+        .expect("send the request");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read the answer (the server closes the connection)");
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no end of the head in {answer:?}"));

@@ -7,11 +7,10 @@
 //! (or `$DETCD_CHECK_BIN`); `tests/run-all.sh` installs the one and builds the other.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use detcd_checks::history::{read_history, ListOp, Outcome, Request};
-use detcd_tests::{etcdctl, free_port, Cluster, TempDir};
+use detcd_tests::{Cluster, Etcd, TempDir};
 
 /// Each workload runs this long, with this many clients: a few thousand operations, checked in
 /// well under a second, so that the whole file stays within a minute or so.
@@ -85,62 +84,6 @@ fn record_and_check(endpoints: &str, workload: &str, seed: u64, dir: &Path) {
 }
 
 const WORKLOADS: [&str; 5] = ["register", "txn", "append", "watch", "lease"];
-
-/// Debian's etcd 3.4, one member on free loopback ports; killed on drop.
-struct Etcd {
-    child: Child,
-    client_url: String,
-    _dir: TempDir,
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        let bin = std::env::var("ETCD_BIN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/usr/bin/etcd"));
-        let found = Command::new(&bin).arg("--version").output().is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "etcd not found at {}: `apt-get install -y etcd-server` (Debian's etcd 3.4; tests/run-all.sh installs \
-             it), or set ETCD_BIN",
-            bin.display()
-        );
-        let dir = TempDir::new("etcd");
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.0.join("etcd.log")).expect("log file");
-        let child = Command::new(bin)
-            .arg("--name=e1")
-            .arg(format!("--data-dir={}", dir.0.join("e1.etcd").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=e1={peer_url}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
-        let etcd = Etcd { child, client_url, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !etcdctl(&etcd.endpoint(), &["put", "__ready", "1"]).status.success() {
-            let log = std::fs::read_to_string(etcd._dir.0.join("etcd.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "etcd not ready:\n{log}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        etcd
-    }
-
-    fn endpoint(&self) -> String {
-        self.client_url.trim_start_matches("http://").to_string()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn record_against_etcd_3_4_is_linearizable() {

@@ -64,9 +64,13 @@ impl Lease for LeaseService {
                     }
                     Err(e) => Err(status(e)),
                 };
-                // etcd's v3rpc: an unknown (or expired) lease is answered with TTL 0.
+                // etcd's v3rpc: an unknown (or expired) lease is answered with TTL 0, and the
+                // member's header.
                 let answer = match answer {
-                    Err(s) if is(&s, Error::LeaseNotFound) => Ok(LeaseKeepAliveResponse { header: None, id, ttl: 0 }),
+                    Err(s) if is(&s, Error::LeaseNotFound) => {
+                        let header = handle.status().await.ok().map(|s| super::maintenance::header(&s));
+                        Ok(LeaseKeepAliveResponse { header, id, ttl: 0 })
+                    }
                     other => other,
                 };
                 let failed = answer.is_err();
