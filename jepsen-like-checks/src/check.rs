@@ -128,6 +128,7 @@ pub fn check_history(ops: &[Operation], model: ModelKind, options: &CheckOptions
                 lease_clock: lease_clock_slack(options),
                 indeterminate_revoke_calls: std::rc::Rc::new(indeterminate_revoke_calls(ops)),
                 facts: std::rc::Rc::new(key_facts(ops)),
+                granted_twice: std::rc::Rc::new(granted_twice(ops)),
                 ..etcd_model_for(ops)
             };
             check_with(&model, ops, options)
@@ -458,6 +459,24 @@ fn interchangeable_class<'h>(
         Request::Delete(d) => Some((1, d.key.as_slice(), d.range_end.as_slice(), 0)),
         _ => None,
     }
+}
+
+/// Lease ids that more than one grant not known to have failed names (by its request, or by its
+/// answer for a server-picked id): a removed lease with such an id may be alive again
+/// ([`EtcdModel::granted_twice`]).
+fn granted_twice(ops: &[Operation]) -> BTreeSet<i64> {
+    let mut grants: BTreeMap<i64, usize> = BTreeMap::new();
+    for op in ops.iter().filter(|op| op.outcome != Outcome::Failed) {
+        if let Request::LeaseGrant { id, .. } = op.op {
+            let id = match (&op.output, id) {
+                (_, id) if id != 0 => id,
+                (Some(Response::LeaseGrant { id, .. }), _) => *id,
+                _ => continue,
+            };
+            *grants.entry(id).or_default() += 1;
+        }
+    }
+    grants.into_iter().filter(|&(_, n)| n > 1).map(|(id, _)| id).collect()
 }
 
 /// What the `ok` answers showed of each key, and at which revision (see

@@ -1,6 +1,6 @@
 //! The key space with etcd's global revision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
@@ -129,6 +129,17 @@ use crate::linearizability::Model;
 /// (the answer must then be linearized at `at`, where its key-value cannot match), and the ones
 /// that don't are untouched; if the answer itself is wrong, no linearization exists either way.
 ///
+/// # Removed leases
+///
+/// An answer that needs a lease alive — a keepalive answered with a TTL, a put attaching a key
+/// to it, a revoke answered `ok` — can never be linearized once that lease was removed, unless a
+/// later grant makes the same id again. The state remembers the leases removed along the way,
+/// and [`Model::cannot_follow`] ends a branch where such an answer is still pending for one of
+/// them whose id only one grant of the history names ([`EtcdModel::granted_twice`] lists the
+/// others). Without it, an expiry placed too early was found out only when that answer's turn
+/// came, after every order of the indeterminate operations pending at the end of a history
+/// (5-member lease seed 181, 60 s). Same verdicts: it ends only branches that cannot succeed.
+///
 /// Not checked: etcd's refusal of txns that write one key twice (such a txn fails, so it should not
 /// appear as `ok`; the model applies its requests in order).
 #[derive(Clone, Debug)]
@@ -149,6 +160,8 @@ pub struct EtcdModel {
     pub indeterminate_revoke_calls: Rc<BTreeMap<i64, u64>>,
     /// What the answers of the history showed of each key (see "What answers say about a key").
     pub facts: Rc<KeyFacts>,
+    /// Lease ids more than one grant of the history may have made (see "Removed leases").
+    pub granted_twice: Rc<BTreeSet<i64>>,
 }
 
 /// For each key, the spans of revisions over which some answer showed it unchanged and alive
@@ -201,6 +214,7 @@ impl Default for EtcdModel {
             lease_clock: LeaseClockSlack::default(),
             indeterminate_revoke_calls: Rc::new(BTreeMap::new()),
             facts: Rc::new(KeyFacts::default()),
+            granted_twice: Rc::new(BTreeSet::new()),
         }
     }
 }
@@ -324,6 +338,10 @@ pub struct EtcdState {
     /// With [`EtcdModel::keep_history`]: the key space at each revision before the current one,
     /// latest first.
     pub past: Option<Rc<Snapshot>>,
+    /// Leases granted and then removed (revoked, expired), for [`Model::cannot_follow`]: an
+    /// answer that needs one alive can never come (see "Removed leases"). Left out of the hash:
+    /// it follows from the linearized operations (whose grants were placed) and `leases`.
+    pub removed_leases: Rc<BTreeSet<i64>>,
 }
 
 /// Covers everything equality compares, as the search's cache needs: the keys by their
@@ -519,6 +537,7 @@ impl Writer<'_> {
             leases: Rc::clone(&before.leases),
             compact_revision: before.compact_revision,
             past,
+            removed_leases: Rc::clone(&before.removed_leases),
         };
         // Cheap on every step; the walks over all keys only in this crate's unit tests (the
         // simulator's build keeps debug assertions, and they would cost it more than the search).
@@ -562,6 +581,7 @@ impl EtcdModel {
             refused: false,
         };
         let mut leases_after: Option<BTreeMap<i64, LeaseState>> = None;
+        let mut removed_after: Option<BTreeSet<i64>> = None;
         let mut compact_after = state.compact_revision;
         let body = match input {
             Request::Range(r) => Response::Range { header_revision: 0, kvs: w.range(r) },
@@ -596,6 +616,11 @@ impl EtcdModel {
                 let mut leases = (*state.leases).clone();
                 leases.insert(id, LeaseState { ttl_ns: ttl_ns(ttl_s), renewed_ns: call_ns });
                 leases_after = Some(leases);
+                if state.removed_leases.contains(&id) {
+                    let mut removed = (*state.removed_leases).clone();
+                    removed.remove(&id);
+                    removed_after = Some(removed);
+                }
                 Response::LeaseGrant { header_revision: 0, id, ttl_s }
             }
             Request::LeaseRevoke { id } | Request::LeaseExpire { id } => {
@@ -609,6 +634,9 @@ impl EtcdModel {
                 let mut leases = (*state.leases).clone();
                 leases.remove(id);
                 leases_after = Some(leases);
+                let mut removed = (*state.removed_leases).clone();
+                removed.insert(*id);
+                removed_after = Some(removed);
                 Response::LeaseRevoke { header_revision: 0 }
             }
             Request::LeaseKeepalive { id } => match state.leases.get(id) {
@@ -635,6 +663,9 @@ impl EtcdModel {
         let mut next = w.finish(self.keep_history);
         if let Some(leases) = leases_after {
             next.leases = Rc::new(leases);
+        }
+        if let Some(removed) = removed_after {
+            next.removed_leases = Rc::new(removed);
         }
         next.compact_revision = compact_after;
         assert!(next.revision == state.revision || next.revision == state.revision + 1);
@@ -721,6 +752,7 @@ impl Model for EtcdModel {
             leases: Rc::new(BTreeMap::new()),
             compact_revision: 0,
             past: None,
+            removed_leases: Rc::new(BTreeSet::new()),
         }
     }
 
@@ -756,6 +788,7 @@ impl Model for EtcdModel {
                     }
                     let mut next = state.clone();
                     Rc::make_mut(&mut next.leases).remove(id);
+                    Rc::make_mut(&mut next.removed_leases).insert(*id);
                     return Some(next);
                 }
             }
@@ -780,8 +813,20 @@ impl Model for EtcdModel {
     /// `h - 1` if its output says it changed something (a put; a delete or a txn branch that
     /// deleted keys or put one), else at `h`: the model's answer would differ otherwise. The
     /// revision never goes down, so a state past that can never accept it.
+    /// Also: an answer that needs a lease alive (a keepalive answered with a TTL, a put with it,
+    /// a revoke of it answered `ok`) after that lease was removed, when no other grant of its id
+    /// is in the history (see "Removed leases").
     fn cannot_follow(&self, state: &EtcdState, input: &Request, output: &Response) -> bool {
+        let needs_alive = match (input, output) {
+            (Request::LeaseKeepalive { id }, Response::LeaseKeepalive { ttl_s, .. }) if *ttl_s > 0 => *id,
+            (Request::Put(p), Response::Put { .. }) => p.lease,
+            (Request::LeaseRevoke { id }, Response::LeaseRevoke { .. }) => *id,
+            _ => 0,
+        };
         self.ceiling(input, output).is_some_and(|c| state.revision > c)
+            || (needs_alive != 0
+                && state.removed_leases.contains(&needs_alive)
+                && !self.granted_twice.contains(&needs_alive))
     }
 
     /// The revision a state must not be past to accept the answer (see `cannot_follow`).
