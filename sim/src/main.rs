@@ -103,7 +103,7 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
 
     /// The seed decides the mix: one run in a few is all list-append (`run::APPEND_ONLY_ONE_IN`),
     /// of the others one in a few all leases with attached keys (`run::LEASE_ONLY_ONE_IN`), and
-    /// otherwise each client draws register, txn or watch.
+    /// otherwise each client draws register, txn, watch or lease.
     const DEFAULT_WORKLOADS: &str = "register,txn,append,watch,lease";
 
     /// `all` or a comma-separated list of workload names.
