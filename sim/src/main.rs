@@ -24,7 +24,14 @@ fn main() -> ExitCode {
         let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into());
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
     let result = match args.first().map(String::as_str) {
+        Some(_) if cli::unknown_argument(&args[1..]).is_some() => {
+            Err(format!("unknown argument {:?}", cli::unknown_argument(&args[1..]).unwrap_or_default()))
+        }
         Some("run") => cli::run_command(&args[1..]),
         Some("sweep") => cli::sweep_command(&args[1..]),
         Some("shrink") => cli::shrink_command(&args[1..]),
@@ -100,6 +107,28 @@ fault kinds: partition, one-way, isolate-leader, network, crash, pause, clock, p
         "--drop-events",
         "--seed",
     ];
+
+    /// Flags without a value.
+    const SWITCHES: [&str; 5] = ["--check-determinism", "--print-schedule", "--strict", "--verbose", "--until-failure"];
+    /// Flags of sweep with a value (it passes the run flags on).
+    const SWEEP_FLAGS: [&str; 2] = ["--seeds", "--jobs"];
+
+    /// The first argument no command knows (a typo such as `--node 5` would otherwise run the
+    /// defaults silently), if any: every argument is a flag, a switch, or a flag's value.
+    pub fn unknown_argument(args: &[String]) -> Option<String> {
+        let mut i = 0;
+        while i < args.len() {
+            let a = args[i].as_str();
+            if RUN_FLAGS.contains(&a) || SWEEP_FLAGS.contains(&a) {
+                i += 2;
+            } else if SWITCHES.contains(&a) {
+                i += 1;
+            } else {
+                return Some(a.to_string());
+            }
+        }
+        None
+    }
 
     /// The seed decides the mix: one run in a few is all list-append (`run::APPEND_ONLY_ONE_IN`),
     /// of the others one in a few all leases with attached keys (`run::LEASE_ONLY_ONE_IN`), and
