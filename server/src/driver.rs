@@ -60,12 +60,15 @@ pub struct MemberStatus {
 
 pub enum Command {
     Request {
+        caller: detcd_engine::auth::Caller,
         request: Request,
         reply: oneshot::Sender<Result<Response, Error>>,
     },
     WatchOpen {
         stream: StreamId,
         responses: mpsc::Sender<WatchResponse>,
+        /// Whose stream: every watch it creates is checked against this caller's permissions.
+        caller: detcd_engine::auth::Caller,
     },
     Watch {
         stream: StreamId,
@@ -149,9 +152,15 @@ impl Handle {
         self.next_watch_stream.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A request of the member itself (never checked against auth).
     pub async fn call(&self, request: Request) -> Result<Response, Error> {
+        self.call_as(detcd_engine::auth::Caller::Internal, request).await
+    }
+
+    /// A client's request, checked against auth as `caller`.
+    pub async fn call_as(&self, caller: detcd_engine::auth::Caller, request: Request) -> Result<Response, Error> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Request { request, reply }).await.map_err(|_| Error::Stopped)?;
+        self.commands.send(Command::Request { caller, request, reply }).await.map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)?
     }
 
@@ -259,6 +268,8 @@ pub struct Driver<S: Storage> {
     waiting: BTreeMap<RequestId, oneshot::Sender<Result<Response, Error>>>,
     next_request_id: RequestId,
     watch_streams: BTreeMap<StreamId, mpsc::Sender<WatchResponse>>,
+    /// Who opened each watch stream (auth).
+    watch_callers: BTreeMap<StreamId, detcd_engine::auth::Caller>,
     /// Watch requests the hub could not take yet (its stream was full), in order.
     watch_backlog: BTreeMap<StreamId, VecDeque<WatchRequest>>,
     /// The member list the outbox last heard of.
@@ -312,6 +323,7 @@ impl<S: Storage + 'static> Driver<S> {
             waiting: BTreeMap::new(),
             next_request_id: 1,
             watch_streams: BTreeMap::new(),
+            watch_callers: BTreeMap::new(),
             watch_backlog: BTreeMap::new(),
             members_seen: Vec::new(),
             members_checked_at: 0,
@@ -384,11 +396,11 @@ impl<S: Storage + 'static> Driver<S> {
     fn handle(&mut self, command: Command) {
         let now = self.clock.now();
         match command {
-            Command::Request { request, reply } => {
+            Command::Request { caller, request, reply } => {
                 let id = self.next_request_id;
                 self.next_request_id += 1;
                 self.waiting.insert(id, reply);
-                self.node.handle_request(now, id, request);
+                self.node.handle_request_as(now, id, caller, request);
             }
             Command::Peer(message) => self.node.handle_message(now, message),
             Command::AddRemote { id, urls } => self.outbox.add_remote(id, urls),
@@ -397,14 +409,16 @@ impl<S: Storage + 'static> Driver<S> {
                 tracing::warn!(by = format!("{by:x}"), "a peer says this member was removed from the cluster");
                 self.told_removed = true;
             }
-            Command::WatchOpen { stream, responses } => {
+            Command::WatchOpen { stream, responses, caller } => {
                 self.watch_streams.insert(stream, responses);
+                self.watch_callers.insert(stream, caller);
             }
             Command::Watch { stream, request } => {
                 self.watch_backlog.entry(stream).or_default().push_back(request);
             }
             Command::WatchClose { stream } => {
                 self.watch_streams.remove(&stream);
+                self.watch_callers.remove(&stream);
                 self.watch_backlog.remove(&stream);
                 self.node.watch_close(stream);
             }
@@ -547,7 +561,8 @@ impl<S: Storage + 'static> Driver<S> {
         for (&stream, backlog) in self.watch_backlog.iter_mut() {
             while self.node.watch_accepts(stream) {
                 let Some(request) = backlog.pop_front() else { break };
-                self.node.watch_request(now, stream, &request);
+                let caller = self.watch_callers.get(&stream).cloned().unwrap_or(detcd_engine::auth::Caller::Internal);
+                self.node.watch_request_as(now, stream, &caller, &request);
             }
         }
         self.watch_backlog.retain(|_, b| !b.is_empty());
