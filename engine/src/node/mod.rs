@@ -852,6 +852,12 @@ impl Node {
     /// The permission check of a write again when it applies, for the user who proposed it
     /// (etcd's authApplierV3): the auth state may have changed since (then, as in etcd, the
     /// write fails with "revision of auth store is old").
+    ///
+    /// Difference from etcd: an entry proposed without a user (auth disabled, or not yet
+    /// applied on the member that admitted it, or the member's own lease revokes and the
+    /// Lock/Election services' writes) is not checked when it applies; etcd refuses such a
+    /// write with "user name is empty" if auth got enabled in between. Marking client entries
+    /// would change every entry's bytes; the window is one commit of `auth enable`.
     fn recheck_permission(
         &self,
         request: &Option<internal_request::Request>,
