@@ -342,10 +342,15 @@ impl Cluster {
 
     /// Sends a request on watch stream `stream` of member `id`.
     pub fn watch(&mut self, id: u64, stream: u64, request: WatchRequest) {
+        self.watch_as(id, stream, &crate::auth::Caller::Internal, request)
+    }
+
+    /// [`Cluster::watch`] on a stream of client `caller` (auth).
+    pub fn watch_as(&mut self, id: u64, stream: u64, caller: &crate::auth::Caller, request: WatchRequest) {
         let now = self.now;
         if let Some(node) = self.members.get_mut(&id).and_then(|m| m.node.as_mut()) {
             assert!(node.watch_accepts(stream), "stream {stream} of member {id} is full");
-            node.watch_request(now, stream, &request);
+            node.watch_request_as(now, stream, caller, &request);
             self.pump(id);
         }
     }

@@ -120,6 +120,22 @@ fn tokens_and_permissions_across_members() {
             Err(Error::PermissionDenied)
         );
     }
+    // Watches: created only on what the user may read (etcd's isWatchPermitted).
+    let create = |key: &str, end: &[u8]| WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
+            key: Bytes::from(key.to_owned()),
+            range_end: Bytes::from(end.to_vec()),
+            ..Default::default()
+        })),
+    };
+    c.watch_as(leader, 1, &alice, create("/pub/", b"/pub0"));
+    c.watch_as(leader, 1, &alice, create("/secret", b""));
+    c.watch_as(leader, 2, &anonymous, create("/pub/", b"/pub0"));
+    let answers = c.watch_responses(leader, 1);
+    assert!(answers[0].created && !answers[0].canceled, "{answers:?}");
+    assert!(answers[1].created && answers[1].canceled && answers[1].cancel_reason.contains("permission denied"));
+    let answers = c.watch_responses(leader, 2);
+    assert!(answers[0].canceled && answers[0].watch_id == -1, "{answers:?}");
     // A txn is checked op by op, compares included.
     let txn = TxnRequest {
         compare: vec![Compare { key: Bytes::from("/secret"), ..Default::default() }],

@@ -60,6 +60,10 @@ fn auth_enable_denied_allowed_forbidden_disable() {
         let err = fails(as_user(ep, alice, forbidden));
         assert!(err.contains("etcdserver: permission denied"), "{forbidden:?}: {err}");
     }
+    // Lock and Election act on keys as the caller: alice may not write under the lock's name.
+    let err = fails(as_user(ep, alice, &["lock", "/pub/lk", "echo", "held"]));
+    assert!(err.contains("etcdserver: permission denied"), "{err}");
+    assert_eq!(ok(as_user(ep, root, &["lock", "/pub/lk", "echo", "held"])), "held\n");
     // A non-root user may not manage auth, root may; etcd's errors for what does not exist.
     let err = fails(as_user(ep, root, &["user", "get", "bob"]));
     assert!(err.contains("etcdserver: user name not found"), "{err}");

@@ -95,6 +95,14 @@ pub enum Request {
     Authenticate(AuthTokenIssue),
     /// Local: Ok (an `AuthStatus` answer) if the caller may do admin operations.
     AuthCheckAdmin,
+    /// Local: Ok (an `AuthStatus` answer) if the caller may read (and, with `write`, write)
+    /// every key of `[key, range_end)` (etcd's range encoding), for services that work on
+    /// keys as clients of the member (Lock, Election).
+    AuthCheckRange {
+        key: bytes::Bytes,
+        range_end: bytes::Bytes,
+        write: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -625,6 +625,7 @@ impl Node {
             Request::AuthPasswordOf { name } => name.len(),
             Request::Authenticate(r) => r.encoded_len(),
             Request::AuthCheckAdmin => 0,
+            Request::AuthCheckRange { key, range_end, .. } => key.len() + range_end.len(),
         };
         if size > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
@@ -700,7 +701,7 @@ impl Node {
             Request::AuthRoleGrantPermission(r) => internal_request::Request::AuthRoleGrantPermission(r),
             Request::AuthRoleRevokePermission(r) => internal_request::Request::AuthRoleRevokePermission(r),
             Request::Authenticate(t) => internal_request::Request::AuthTokenIssue(t),
-            Request::AuthStatus(_) | Request::AuthCheckAdmin => {
+            Request::AuthStatus(_) | Request::AuthCheckAdmin | Request::AuthCheckRange { .. } => {
                 self.respond(id, Ok(Response::AuthStatus(self.auth.status())));
                 return Ok(());
             }
@@ -827,6 +828,13 @@ impl Node {
             | Request::AuthRoleGrantPermission(_)
             | Request::AuthRoleRevokePermission(_)
             | Request::AuthCheckAdmin => auth.check_admin(who),
+            Request::AuthCheckRange { key, range_end, write } => {
+                auth.check_range(who, key, range_end, Access::Read)?;
+                if *write {
+                    auth.check_range(who, key, range_end, Access::Write)?;
+                }
+                Ok(())
+            }
             Request::Compact(_)
             | Request::MemberList(_)
             | Request::LeaseGrant(_)

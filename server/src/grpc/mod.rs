@@ -80,6 +80,19 @@ pub(crate) async fn admin_only<T>(handle: &crate::driver::Handle, req: &tonic::R
     handle.call_as(caller(req), detcd_engine::node::Request::AuthCheckAdmin).await.map(|_| ()).map_err(status)
 }
 
+/// Whether the caller of `req` may read (and, with `write`, write) `[key, range_end)`: the Lock
+/// and Election services work on keys as clients of the member, checked here as the caller.
+pub(crate) async fn may<T>(
+    handle: &crate::driver::Handle,
+    req: &tonic::Request<T>,
+    key: bytes::Bytes,
+    range_end: bytes::Bytes,
+    write: bool,
+) -> Result<(), Status> {
+    let check = detcd_engine::node::Request::AuthCheckRange { key, range_end, write };
+    handle.call_as(caller(req), check).await.map(|_| ()).map_err(status)
+}
+
 /// The status of an answer of the wrong kind: a bug in the driver, never a client's doing.
 fn unexpected(response: &Response) -> Status {
     Status::internal(format!("detcd: unexpected response {response:?}"))
