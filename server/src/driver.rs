@@ -127,6 +127,9 @@ pub struct Handle {
     /// Whether this member is a learner, as of its applied configuration (etcd's
     /// `IsLearner`): read by every client RPC, so an atomic rather than a driver round trip.
     learner: Arc<AtomicBool>,
+    /// Whether auth is enabled, as of the applied state: the RPCs served outside the engine
+    /// (snapshot, hash, Lock, Election) skip their permission round trip while it is off.
+    auth_enabled: Arc<AtomicBool>,
     /// The member's metrics (`GET /metrics`), updated by the driver and the gRPC server.
     metrics: Arc<Metrics>,
 }
@@ -139,6 +142,10 @@ impl Handle {
     /// etcd serves a learner's clients only `Status`, serializable `Range` and the `Snapshot`
     /// stream (its v3rpc interceptors: `isRPCSupportedForLearner` for unary calls, every stream
     /// but `Snapshot` refused): every other client RPC starts with this check.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth_enabled.load(Ordering::Relaxed)
+    }
+
     pub fn refuse_if_learner(&self) -> Result<(), Error> {
         if self.learner.load(Ordering::Relaxed) {
             Err(Error::LearnerNotSupported)
@@ -284,6 +291,9 @@ pub struct Driver<S: Storage> {
     watch_room: Arc<Notify>,
     /// Shared with every handle: see [`Handle::refuse_if_learner`].
     learner: Arc<AtomicBool>,
+    /// Whether auth is enabled, as of the applied state: RPCs served outside the engine skip
+    /// their permission round trip while it is off.
+    auth_enabled: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     /// The last leader seen (0: none), for `leader_changes_seen`.
     leader_seen: u64,
@@ -303,6 +313,7 @@ impl<S: Storage + 'static> Driver<S> {
         let next_watch_stream = Arc::new(AtomicU64::new(1));
         let watch_room = Arc::new(Notify::new());
         let learner = Arc::new(AtomicBool::new(false));
+        let auth_enabled = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::default());
         let outbox = outbox(Handle {
             commands: tx.clone(),
@@ -310,6 +321,7 @@ impl<S: Storage + 'static> Driver<S> {
             next_watch_stream: next_watch_stream.clone(),
             watch_room: watch_room.clone(),
             learner: learner.clone(),
+            auth_enabled: auth_enabled.clone(),
             metrics: metrics.clone(),
         });
         let driver = Driver {
@@ -331,10 +343,22 @@ impl<S: Storage + 'static> Driver<S> {
             told_removed: false,
             watch_room: watch_room.clone(),
             learner: learner.clone(),
+            auth_enabled: auth_enabled.clone(),
             metrics: metrics.clone(),
             leader_seen: 0,
         };
-        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream, watch_room, learner, metrics })
+        (
+            driver,
+            Handle {
+                commands: tx,
+                removed: removed_members,
+                next_watch_stream,
+                watch_room,
+                learner,
+                auth_enabled,
+                metrics,
+            },
+        )
     }
 
     /// Runs until every handle is gone, or the disk fails (then returns the error).
@@ -348,6 +372,7 @@ impl<S: Storage + 'static> Driver<S> {
             let changed = applied != self.members_checked_at && !self.node.members_are(&self.members_seen);
             if applied != self.members_checked_at {
                 self.learner.store(self.node.is_learner(self.node.id()), Ordering::Relaxed);
+                self.auth_enabled.store(self.node.auth().is_enabled(), Ordering::Relaxed);
             }
             self.members_checked_at = applied;
             if changed {

@@ -27,11 +27,17 @@ pub struct AuthService {
     pub options: AuthOptions,
 }
 
+/// Runs bcrypt off the async threads (inline in the simulator, which has no blocking pool and
+/// never calls auth).
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, Status> {
+    #[cfg(madsim)]
+    return Ok(f());
+    #[cfg(not(madsim))]
+    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("detcd: bcrypt: {e}")))
+}
+
 async fn hash_password(password: String, cost: u32) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
-        .await
-        .map_err(|e| Status::internal(format!("detcd: bcrypt: {e}")))?
-        .map_err(|e| Status::internal(format!("detcd: bcrypt: {e}")))
+    blocking(move || bcrypt::hash(password, cost)).await?.map_err(|e| Status::internal(format!("detcd: bcrypt: {e}")))
 }
 
 /// 16 random letters, as etcd's simple tokens (before the `.index` the apply adds).
@@ -76,9 +82,7 @@ impl Auth for AuthService {
                 Response::AuthPassword(p) => (p.hash, p.revision),
                 other => return Err(unexpected(&other)),
             };
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
+        let ok = blocking(move || bcrypt::verify(password, &hash).unwrap_or(false)).await.unwrap_or(false);
         if !ok {
             return Err(status(Error::AuthFailed));
         }

@@ -77,6 +77,9 @@ pub fn caller<T>(req: &tonic::Request<T>) -> detcd_engine::auth::Caller {
 /// etcd's `IsAdminPermitted` for the RPCs served outside the engine (snapshot, hash,
 /// defragment): while auth is enabled, only a user with the root role.
 pub(crate) async fn admin_only<T>(handle: &crate::driver::Handle, req: &tonic::Request<T>) -> Result<(), Status> {
+    if !handle.auth_enabled() {
+        return Ok(());
+    }
     handle.call_as(caller(req), detcd_engine::node::Request::AuthCheckAdmin).await.map(|_| ()).map_err(status)
 }
 
@@ -89,6 +92,9 @@ pub(crate) async fn may<T>(
     range_end: bytes::Bytes,
     write: bool,
 ) -> Result<(), Status> {
+    if !handle.auth_enabled() {
+        return Ok(());
+    }
     let check = detcd_engine::node::Request::AuthCheckRange { key, range_end, write };
     handle.call_as(caller(req), check).await.map(|_| ()).map_err(status)
 }
