@@ -70,6 +70,9 @@ etcd_errors! {
     RoleEmpty => (InvalidArgument, "etcdserver: role name is empty"),
     AuthFailed => (InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"),
     InvalidAuthMgmt => (InvalidArgument, "etcdserver: invalid auth management"),
+    /// The auth state changed between a request's proposal and its apply.
+    AuthOldRevision => (InvalidArgument, "etcdserver: revision of auth store is old"),
+    PermissionNotGiven => (InvalidArgument, "etcdserver: permission not given"),
     /// A read or compaction at a revision below the compacted revision.
     Compacted => (OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
     /// A read or compaction at a revision above the current revision.

@@ -259,11 +259,16 @@ impl Cluster {
 
     /// Sends a request to member `id`; the answer is collected by [`Cluster::wait`].
     pub fn request(&mut self, id: u64, request: Request) -> RequestId {
+        self.request_as(id, crate::auth::Caller::Internal, request)
+    }
+
+    /// [`Cluster::request`] from a client, checked against auth as `caller`.
+    pub fn request_as(&mut self, id: u64, caller: crate::auth::Caller, request: Request) -> RequestId {
         let rid = self.next_request_id;
         self.next_request_id += 1;
         let now = self.now;
         if let Some(node) = self.members.get_mut(&id).and_then(|m| m.node.as_mut()) {
-            node.handle_request(now, rid, request);
+            node.handle_request_as(now, rid, caller, request);
             self.pump(id);
         }
         rid
@@ -296,6 +301,18 @@ impl Cluster {
         &self.members[&id].disk
     }
 
+    /// [`Cluster::call`] from a client, checked against auth as `caller`.
+    pub fn call_as(
+        &mut self,
+        id: u64,
+        caller: crate::auth::Caller,
+        request: Request,
+    ) -> Option<Result<Response, Error>> {
+        let max = self.configs[&id].request_timeout * 2;
+        let rid = self.request_as(id, caller, request);
+        self.wait(id, rid, max)
+    }
+
     /// Requests and waits up to twice the request timeout.
     pub fn call(&mut self, id: u64, request: Request) -> Option<Result<Response, Error>> {
         let max = self.configs[&id].request_timeout * 2;
@@ -325,10 +342,15 @@ impl Cluster {
 
     /// Sends a request on watch stream `stream` of member `id`.
     pub fn watch(&mut self, id: u64, stream: u64, request: WatchRequest) {
+        self.watch_as(id, stream, &crate::auth::Caller::Internal, request)
+    }
+
+    /// [`Cluster::watch`] on a stream of client `caller` (auth).
+    pub fn watch_as(&mut self, id: u64, stream: u64, caller: &crate::auth::Caller, request: WatchRequest) {
         let now = self.now;
         if let Some(node) = self.members.get_mut(&id).and_then(|m| m.node.as_mut()) {
             assert!(node.watch_accepts(stream), "stream {stream} of member {id} is full");
-            node.watch_request(now, stream, &request);
+            node.watch_request_as(now, stream, caller, &request);
             self.pump(id);
         }
     }

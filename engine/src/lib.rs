@@ -16,11 +16,13 @@
 //!   match on;
 //! - [`watch`]: the watch hub — etcd's watch streams and watchers, fed by the store's writes,
 //!   with bounded per-stream queues and catch-up from the store's history;
+//! - [`auth`]: users, roles, key-range permissions, simple tokens (etcd's auth store);
 //! - [`membership`]: the replicated member list;
 //! - [`raft`]: raft-rs's log storage; [`node`]: a member's whole state machine, sans IO;
 //! - [`harness`]: a deterministic in-process cluster for tests and benchmarks;
 //! - [`time`]: the injected time.
 
+pub mod auth;
 #[cfg(feature = "canary")]
 pub mod canary;
 pub mod error;

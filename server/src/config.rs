@@ -30,6 +30,10 @@ pub struct ServerConfig {
     pub election_timeout_ms: u64,
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
+    /// `--auth-token-ttl`, seconds.
+    pub auth_token_ttl_s: u64,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
     pub log_level: String,
     /// Logs as JSON lines (`--log-format json`), else as text (`console`, the default).
     pub log_json: bool,
@@ -86,6 +90,9 @@ const FLAGS: &[(&str, &str, &str)] = &[
     ("election-timeout", "time of an election timeout, in ms", "1000"),
     ("quota-backend-bytes", "raise an alarm when the store exceeds this size", "2147483648"),
     ("max-request-bytes", "largest client request accepted, in bytes", "1572864"),
+    ("auth-token", "auth token kind: simple (jwt is not supported yet)", "simple"),
+    ("auth-token-ttl", "seconds a simple auth token lives past its last use", "300"),
+    ("bcrypt-cost", "bcrypt cost of stored passwords (4..31)", "10"),
     ("log-level", "debug, info, warn or error", "info"),
     ("log-format", "console (text lines) or json (one JSON object per line)", "console"),
     ("cert-file", "client server TLS certificate (PEM); with it, client URLs are https://", ""),
@@ -201,6 +208,8 @@ impl ServerConfig {
             election_timeout_ms: number("election-timeout")?,
             quota_backend_bytes: number("quota-backend-bytes")?,
             max_request_bytes: number("max-request-bytes")? as usize,
+            auth_token_ttl_s: number("auth-token-ttl")?,
+            bcrypt_cost: number("bcrypt-cost")? as u32,
             log_level: get("log-level"),
             client_tls: TlsFiles {
                 cert_file: get("cert-file"),
@@ -223,6 +232,17 @@ impl ServerConfig {
         };
         if config.heartbeat_interval_ms == 0 || config.election_timeout_ms < 5 * config.heartbeat_interval_ms {
             return Err("--election-timeout must be at least 5 times --heartbeat-interval".into());
+        }
+        match get("auth-token").split(',').next().unwrap_or_default() {
+            "simple" => {}
+            "jwt" => return Err("--auth-token jwt: JWT tokens are not supported yet; use simple (the default)".into()),
+            other => return Err(format!("--auth-token: unknown token kind {other:?} (simple or jwt)")),
+        }
+        if config.auth_token_ttl_s == 0 {
+            return Err("--auth-token-ttl must be at least 1 second".into());
+        }
+        if !(4..=31).contains(&config.bcrypt_cost) {
+            return Err("--bcrypt-cost must be between 4 and 31".into());
         }
         if config.max_request_bytes > limits::MAX_GRPC_RECEIVE_BYTES * 64 {
             return Err("--max-request-bytes is unreasonably large".into());

@@ -60,12 +60,15 @@ pub struct MemberStatus {
 
 pub enum Command {
     Request {
+        caller: detcd_engine::auth::Caller,
         request: Request,
         reply: oneshot::Sender<Result<Response, Error>>,
     },
     WatchOpen {
         stream: StreamId,
         responses: mpsc::Sender<WatchResponse>,
+        /// Whose stream: every watch it creates is checked against this caller's permissions.
+        caller: detcd_engine::auth::Caller,
     },
     Watch {
         stream: StreamId,
@@ -124,6 +127,9 @@ pub struct Handle {
     /// Whether this member is a learner, as of its applied configuration (etcd's
     /// `IsLearner`): read by every client RPC, so an atomic rather than a driver round trip.
     learner: Arc<AtomicBool>,
+    /// Whether auth is enabled, as of the applied state: the RPCs served outside the engine
+    /// (snapshot, hash, Lock, Election) skip their permission round trip while it is off.
+    auth_enabled: Arc<AtomicBool>,
     /// The member's metrics (`GET /metrics`), updated by the driver and the gRPC server.
     metrics: Arc<Metrics>,
 }
@@ -136,6 +142,10 @@ impl Handle {
     /// etcd serves a learner's clients only `Status`, serializable `Range` and the `Snapshot`
     /// stream (its v3rpc interceptors: `isRPCSupportedForLearner` for unary calls, every stream
     /// but `Snapshot` refused): every other client RPC starts with this check.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth_enabled.load(Ordering::Relaxed)
+    }
+
     pub fn refuse_if_learner(&self) -> Result<(), Error> {
         if self.learner.load(Ordering::Relaxed) {
             Err(Error::LearnerNotSupported)
@@ -149,9 +159,15 @@ impl Handle {
         self.next_watch_stream.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A request of the member itself (never checked against auth).
     pub async fn call(&self, request: Request) -> Result<Response, Error> {
+        self.call_as(detcd_engine::auth::Caller::Internal, request).await
+    }
+
+    /// A client's request, checked against auth as `caller`.
+    pub async fn call_as(&self, caller: detcd_engine::auth::Caller, request: Request) -> Result<Response, Error> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Request { request, reply }).await.map_err(|_| Error::Stopped)?;
+        self.commands.send(Command::Request { caller, request, reply }).await.map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)?
     }
 
@@ -259,6 +275,8 @@ pub struct Driver<S: Storage> {
     waiting: BTreeMap<RequestId, oneshot::Sender<Result<Response, Error>>>,
     next_request_id: RequestId,
     watch_streams: BTreeMap<StreamId, mpsc::Sender<WatchResponse>>,
+    /// Who opened each watch stream (auth).
+    watch_callers: BTreeMap<StreamId, detcd_engine::auth::Caller>,
     /// Watch requests the hub could not take yet (its stream was full), in order.
     watch_backlog: BTreeMap<StreamId, VecDeque<WatchRequest>>,
     /// The member list the outbox last heard of.
@@ -273,6 +291,9 @@ pub struct Driver<S: Storage> {
     watch_room: Arc<Notify>,
     /// Shared with every handle: see [`Handle::refuse_if_learner`].
     learner: Arc<AtomicBool>,
+    /// Whether auth is enabled, as of the applied state: RPCs served outside the engine skip
+    /// their permission round trip while it is off.
+    auth_enabled: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     /// The last leader seen (0: none), for `leader_changes_seen`.
     leader_seen: u64,
@@ -292,6 +313,7 @@ impl<S: Storage + 'static> Driver<S> {
         let next_watch_stream = Arc::new(AtomicU64::new(1));
         let watch_room = Arc::new(Notify::new());
         let learner = Arc::new(AtomicBool::new(false));
+        let auth_enabled = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::default());
         let outbox = outbox(Handle {
             commands: tx.clone(),
@@ -299,6 +321,7 @@ impl<S: Storage + 'static> Driver<S> {
             next_watch_stream: next_watch_stream.clone(),
             watch_room: watch_room.clone(),
             learner: learner.clone(),
+            auth_enabled: auth_enabled.clone(),
             metrics: metrics.clone(),
         });
         let driver = Driver {
@@ -312,6 +335,7 @@ impl<S: Storage + 'static> Driver<S> {
             waiting: BTreeMap::new(),
             next_request_id: 1,
             watch_streams: BTreeMap::new(),
+            watch_callers: BTreeMap::new(),
             watch_backlog: BTreeMap::new(),
             members_seen: Vec::new(),
             members_checked_at: 0,
@@ -319,10 +343,22 @@ impl<S: Storage + 'static> Driver<S> {
             told_removed: false,
             watch_room: watch_room.clone(),
             learner: learner.clone(),
+            auth_enabled: auth_enabled.clone(),
             metrics: metrics.clone(),
             leader_seen: 0,
         };
-        (driver, Handle { commands: tx, removed: removed_members, next_watch_stream, watch_room, learner, metrics })
+        (
+            driver,
+            Handle {
+                commands: tx,
+                removed: removed_members,
+                next_watch_stream,
+                watch_room,
+                learner,
+                auth_enabled,
+                metrics,
+            },
+        )
     }
 
     /// Runs until every handle is gone, or the disk fails (then returns the error).
@@ -336,6 +372,7 @@ impl<S: Storage + 'static> Driver<S> {
             let changed = applied != self.members_checked_at && !self.node.members_are(&self.members_seen);
             if applied != self.members_checked_at {
                 self.learner.store(self.node.is_learner(self.node.id()), Ordering::Relaxed);
+                self.auth_enabled.store(self.node.auth().is_enabled(), Ordering::Relaxed);
             }
             self.members_checked_at = applied;
             if changed {
@@ -384,11 +421,11 @@ impl<S: Storage + 'static> Driver<S> {
     fn handle(&mut self, command: Command) {
         let now = self.clock.now();
         match command {
-            Command::Request { request, reply } => {
+            Command::Request { caller, request, reply } => {
                 let id = self.next_request_id;
                 self.next_request_id += 1;
                 self.waiting.insert(id, reply);
-                self.node.handle_request(now, id, request);
+                self.node.handle_request_as(now, id, caller, request);
             }
             Command::Peer(message) => self.node.handle_message(now, message),
             Command::AddRemote { id, urls } => self.outbox.add_remote(id, urls),
@@ -397,14 +434,16 @@ impl<S: Storage + 'static> Driver<S> {
                 tracing::warn!(by = format!("{by:x}"), "a peer says this member was removed from the cluster");
                 self.told_removed = true;
             }
-            Command::WatchOpen { stream, responses } => {
+            Command::WatchOpen { stream, responses, caller } => {
                 self.watch_streams.insert(stream, responses);
+                self.watch_callers.insert(stream, caller);
             }
             Command::Watch { stream, request } => {
                 self.watch_backlog.entry(stream).or_default().push_back(request);
             }
             Command::WatchClose { stream } => {
                 self.watch_streams.remove(&stream);
+                self.watch_callers.remove(&stream);
                 self.watch_backlog.remove(&stream);
                 self.node.watch_close(stream);
             }
@@ -547,7 +586,8 @@ impl<S: Storage + 'static> Driver<S> {
         for (&stream, backlog) in self.watch_backlog.iter_mut() {
             while self.node.watch_accepts(stream) {
                 let Some(request) = backlog.pop_front() else { break };
-                self.node.watch_request(now, stream, &request);
+                let caller = self.watch_callers.get(&stream).cloned().unwrap_or(detcd_engine::auth::Caller::Internal);
+                self.node.watch_request_as(now, stream, &caller, &request);
             }
         }
         self.watch_backlog.retain(|_, b| !b.is_empty());

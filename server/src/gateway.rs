@@ -122,9 +122,9 @@ macro_rules! routes {
         }
 
         impl Gateway {
-            async fn call(&self, path: &str, body: Incoming) -> Response<Body> {
+            async fn call(&self, path: &str, body: Incoming, token: Option<String>) -> Response<Body> {
                 match path {
-                    $($($path)|+ => self.$how::<$req, $resp>($method, body $(, $keep_open)?).await,)+
+                    $($($path)|+ => self.$how::<$req, $resp>($method, body, token $(, $keep_open)?).await,)+
                     _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
                 }
             }
@@ -236,7 +236,10 @@ impl Gateway {
         if request.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
         }
-        self.call(&path, request.into_body()).await
+        // grpc-gateway passes the `Authorization` header on as gRPC metadata `authorization`,
+        // which etcd (and detcd) reads as the auth token.
+        let token = request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self.call(&path, request.into_body(), token).await
     }
 
     fn client(&self) -> tonic::client::Grpc<Services> {
@@ -247,7 +250,7 @@ impl Gateway {
             .max_encoding_message_size(usize::MAX)
     }
 
-    async fn unary<Req, Resp>(&self, method: &'static str, body: Incoming) -> Response<Body>
+    async fn unary<Req, Resp>(&self, method: &'static str, body: Incoming, token: Option<String>) -> Response<Body>
     where
         Req: prost::Message + Default + DeserializeOwned + Send + Sync + 'static,
         Resp: prost::Message + Default + Serialize + Send + Sync + 'static,
@@ -260,13 +263,18 @@ impl Gateway {
         let _ = grpc.ready().await;
         let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
         let path = http::uri::PathAndQuery::from_static(method);
-        match grpc.unary(tonic::Request::new(request), path, codec).await {
+        match grpc.unary(with_token(tonic::Request::new(request), token), path, codec).await {
             Ok(response) => json_reply(StatusCode::OK, to_json(response.get_ref())),
             Err(status) => error_reply(&status),
         }
     }
 
-    async fn server_stream<Req, Resp>(&self, method: &'static str, body: Incoming) -> Response<Body>
+    async fn server_stream<Req, Resp>(
+        &self,
+        method: &'static str,
+        body: Incoming,
+        token: Option<String>,
+    ) -> Response<Body>
     where
         Req: prost::Message + Default + DeserializeOwned + Send + Sync + 'static,
         Resp: prost::Message + Default + Serialize + Send + Sync + 'static,
@@ -279,7 +287,7 @@ impl Gateway {
         let _ = grpc.ready().await;
         let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
         let path = http::uri::PathAndQuery::from_static(method);
-        match grpc.server_streaming(tonic::Request::new(request), path, codec).await {
+        match grpc.server_streaming(with_token(tonic::Request::new(request), token), path, codec).await {
             Ok(responses) => {
                 let (out, chunks) = mpsc::channel(STREAM_CHUNKS_BUFFERED);
                 tokio::task::spawn(pump(responses.into_inner(), RequestSide::<Req>::closed(), out));
@@ -289,7 +297,13 @@ impl Gateway {
         }
     }
 
-    async fn bidi<Req, Resp>(&self, method: &'static str, mut body: Incoming, keep_open: bool) -> Response<Body>
+    async fn bidi<Req, Resp>(
+        &self,
+        method: &'static str,
+        mut body: Incoming,
+        token: Option<String>,
+        keep_open: bool,
+    ) -> Response<Body>
     where
         Req: prost::Message + Default + DeserializeOwned + Send + Sync + 'static,
         Resp: prost::Message + Default + Serialize + Send + Sync + 'static,
@@ -323,7 +337,7 @@ impl Gateway {
         let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
         let path = http::uri::PathAndQuery::from_static(method);
         let requests_stream = tokio_stream::wrappers::ReceiverStream::new(requests_rx);
-        match grpc.streaming(tonic::Request::new(requests_stream), path, codec).await {
+        match grpc.streaming(with_token(tonic::Request::new(requests_stream), token), path, codec).await {
             Ok(responses) => {
                 let sending = RequestSide {
                     body: (!ended).then_some(body),
@@ -567,6 +581,14 @@ pub enum Chunk {
     Result(Bytes),
     /// The stream's last chunk; the status is the answer's when nothing came before it.
     Error(StatusCode, Bytes),
+}
+
+/// The request with the HTTP `Authorization` header as metadata `authorization`.
+fn with_token<T>(mut request: tonic::Request<T>, token: Option<String>) -> tonic::Request<T> {
+    if let Some(value) = token.and_then(|t| t.parse().ok()) {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
 }
 
 /// The answer to a stream: waits for its first chunk (as grpc-gateway writes no header before

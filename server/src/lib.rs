@@ -29,6 +29,7 @@ use std::future::Future;
 use detcd_engine::limits;
 use detcd_engine::node::{Config as NodeConfig, Node, Request};
 use detcd_engine::time::Duration;
+use detcd_proto::etcdserverpb::auth_server::AuthServer;
 use detcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use detcd_proto::etcdserverpb::kv_server::KvServer;
 use detcd_proto::etcdserverpb::lease_server::LeaseServer;
@@ -78,6 +79,7 @@ pub fn node_config(config: &ServerConfig, founding: bool) -> Result<NodeConfig, 
     node.quota_backend_bytes =
         if config.quota_backend_bytes == 0 { limits::QUOTA_BACKEND_BYTES_DEFAULT } else { config.quota_backend_bytes };
     node.snapshot_catch_up_entries = config.snapshot_catch_up_entries;
+    node.auth_token_ttl = Duration::from_secs(config.auth_token_ttl_s);
     node.request_timeout = Duration::from_secs(5) + Duration::from_millis(2 * config.election_timeout_ms);
     Ok(node)
 }
@@ -137,6 +139,7 @@ pub async fn serve<S: Storage + 'static>(
             handle.clone(),
             addr,
             config.max_request_bytes,
+            grpc::AuthOptions { bcrypt_cost: config.bcrypt_cost },
             config.client_tls.clone(),
             stop_rx.clone(),
         )));
@@ -413,6 +416,7 @@ async fn client_server(
     handle: Handle,
     addr: std::net::SocketAddr,
     max_request_bytes: usize,
+    auth_options: grpc::AuthOptions,
     client_tls: config::TlsFiles,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -462,6 +466,10 @@ async fn client_server(
                 )
                 .add_service(
                     ElectionServer::new(grpc::ElectionService { handle: handle.clone() })
+                        .max_decoding_message_size(receive_max),
+                )
+                .add_service(
+                    AuthServer::new(grpc::AuthService { handle: handle.clone(), options: auth_options })
                         .max_decoding_message_size(receive_max),
                 )
                 .add_service(

@@ -473,6 +473,11 @@ impl Lessor {
     }
 
     /// Every lease id, in ascending order.
+    /// The keys attached to lease `id`, in key order (none for an unknown lease).
+    pub fn keys_of(&self, id: i64) -> Vec<Bytes> {
+        self.leases.get(&id).map(|l| l.keys.iter().cloned().collect()).unwrap_or_default()
+    }
+
     pub fn leases(&self) -> Vec<i64> {
         self.leases.keys().copied().collect()
     }

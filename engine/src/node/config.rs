@@ -37,6 +37,8 @@ pub struct Config {
     /// Largest store size, as [`crate::mvcc::Store::size_bytes`] counts it, before writes that
     /// add data are refused and the NOSPACE alarm is raised (etcd's `--quota-backend-bytes`).
     pub quota_backend_bytes: u64,
+    /// How long a simple auth token lives past its last use (etcd's `--auth-token-ttl`).
+    pub auth_token_ttl: Duration,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
             max_inflight_msgs: limits::RAFT_MAX_INFLIGHT_MSGS,
             max_request_bytes: limits::MAX_REQUEST_BYTES,
             quota_backend_bytes: limits::QUOTA_BACKEND_BYTES_DEFAULT,
+            auth_token_ttl: Duration::from_secs(300),
         }
     }
 }

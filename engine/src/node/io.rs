@@ -12,6 +12,9 @@ use detcd_proto::etcdserverpb::{
     LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 
+use detcd_proto::etcdserverpb::*;
+use detcd_proto::internalpb::AuthTokenIssue;
+
 use crate::raft::{Entry, HardState, Message, Snapshot};
 use crate::Error;
 
@@ -64,6 +67,42 @@ pub enum Request {
     },
     /// etcd's Alarm: list, raise or disarm, every action through raft (as etcd does).
     Alarm(AlarmRequest),
+    /// Auth (see `crate::auth`): management requests go through raft, as in etcd, and need
+    /// the root role once auth is enabled; passwords arrive already hashed. AuthStatus is local.
+    AuthEnable(AuthEnableRequest),
+    AuthDisable(AuthDisableRequest),
+    AuthStatus(AuthStatusRequest),
+    AuthUserAdd(AuthUserAddRequest),
+    AuthUserDelete(AuthUserDeleteRequest),
+    AuthUserChangePassword(AuthUserChangePasswordRequest),
+    AuthUserGrantRole(AuthUserGrantRoleRequest),
+    AuthUserRevokeRole(AuthUserRevokeRoleRequest),
+    AuthUserGet(AuthUserGetRequest),
+    AuthUserList(AuthUserListRequest),
+    AuthRoleAdd(AuthRoleAddRequest),
+    AuthRoleDelete(AuthRoleDeleteRequest),
+    AuthRoleGet(AuthRoleGetRequest),
+    AuthRoleList(AuthRoleListRequest),
+    AuthRoleGrantPermission(AuthRoleGrantPermissionRequest),
+    AuthRoleRevokePermission(AuthRoleRevokePermissionRequest),
+    /// Local: a user's password hash and the auth revision, for the password check the server
+    /// does (bcrypt is too slow, and needs no replicated state, to run inside the engine).
+    AuthPasswordOf {
+        name: String,
+    },
+    /// Through raft: a token for a user whose password was checked (etcd's
+    /// InternalAuthenticateRequest); answered `Response::Authenticate`.
+    Authenticate(AuthTokenIssue),
+    /// Local: Ok (an `AuthStatus` answer) if the caller may do admin operations.
+    AuthCheckAdmin,
+    /// Local: Ok (an `AuthStatus` answer) if the caller may read (and, with `write`, write)
+    /// every key of `[key, range_end)` (etcd's range encoding), for services that work on
+    /// keys as clients of the member (Lock, Election).
+    AuthCheckRange {
+        key: bytes::Bytes,
+        range_end: bytes::Bytes,
+        write: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +124,32 @@ pub enum Response {
     LeaseTimeToLive(LeaseTimeToLiveResponse),
     LeaseLeases(LeaseLeasesResponse),
     Alarm(AlarmResponse),
+    AuthEnable(AuthEnableResponse),
+    AuthDisable(AuthDisableResponse),
+    AuthStatus(AuthStatusResponse),
+    AuthUserAdd(AuthUserAddResponse),
+    AuthUserDelete(AuthUserDeleteResponse),
+    AuthUserChangePassword(AuthUserChangePasswordResponse),
+    AuthUserGrantRole(AuthUserGrantRoleResponse),
+    AuthUserRevokeRole(AuthUserRevokeRoleResponse),
+    AuthUserGet(AuthUserGetResponse),
+    AuthUserList(AuthUserListResponse),
+    AuthRoleAdd(AuthRoleAddResponse),
+    AuthRoleDelete(AuthRoleDeleteResponse),
+    AuthRoleGet(AuthRoleGetResponse),
+    AuthRoleList(AuthRoleListResponse),
+    AuthRoleGrantPermission(AuthRoleGrantPermissionResponse),
+    AuthRoleRevokePermission(AuthRoleRevokePermissionResponse),
+    Authenticate(AuthenticateResponse),
+    AuthPassword(AuthPassword),
+}
+
+/// A user's password hash (bcrypt's text form) and the auth revision it was read at.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuthPassword {
+    pub header: Option<ResponseHeader>,
+    pub hash: String,
+    pub revision: u64,
 }
 
 impl Response {
@@ -107,6 +172,24 @@ impl Response {
             Response::LeaseTimeToLive(r) => r.header.as_ref(),
             Response::LeaseLeases(r) => r.header.as_ref(),
             Response::Alarm(r) => r.header.as_ref(),
+            Response::AuthEnable(r) => r.header.as_ref(),
+            Response::AuthDisable(r) => r.header.as_ref(),
+            Response::AuthStatus(r) => r.header.as_ref(),
+            Response::AuthUserAdd(r) => r.header.as_ref(),
+            Response::AuthUserDelete(r) => r.header.as_ref(),
+            Response::AuthUserChangePassword(r) => r.header.as_ref(),
+            Response::AuthUserGrantRole(r) => r.header.as_ref(),
+            Response::AuthUserRevokeRole(r) => r.header.as_ref(),
+            Response::AuthUserGet(r) => r.header.as_ref(),
+            Response::AuthUserList(r) => r.header.as_ref(),
+            Response::AuthRoleAdd(r) => r.header.as_ref(),
+            Response::AuthRoleDelete(r) => r.header.as_ref(),
+            Response::AuthRoleGet(r) => r.header.as_ref(),
+            Response::AuthRoleList(r) => r.header.as_ref(),
+            Response::AuthRoleGrantPermission(r) => r.header.as_ref(),
+            Response::AuthRoleRevokePermission(r) => r.header.as_ref(),
+            Response::Authenticate(r) => r.header.as_ref(),
+            Response::AuthPassword(r) => r.header.as_ref(),
         }
     }
 
@@ -129,6 +212,24 @@ impl Response {
             Response::LeaseTimeToLive(r) => &mut r.header,
             Response::LeaseLeases(r) => &mut r.header,
             Response::Alarm(r) => &mut r.header,
+            Response::AuthEnable(r) => &mut r.header,
+            Response::AuthDisable(r) => &mut r.header,
+            Response::AuthStatus(r) => &mut r.header,
+            Response::AuthUserAdd(r) => &mut r.header,
+            Response::AuthUserDelete(r) => &mut r.header,
+            Response::AuthUserChangePassword(r) => &mut r.header,
+            Response::AuthUserGrantRole(r) => &mut r.header,
+            Response::AuthUserRevokeRole(r) => &mut r.header,
+            Response::AuthUserGet(r) => &mut r.header,
+            Response::AuthUserList(r) => &mut r.header,
+            Response::AuthRoleAdd(r) => &mut r.header,
+            Response::AuthRoleDelete(r) => &mut r.header,
+            Response::AuthRoleGet(r) => &mut r.header,
+            Response::AuthRoleList(r) => &mut r.header,
+            Response::AuthRoleGrantPermission(r) => &mut r.header,
+            Response::AuthRoleRevokePermission(r) => &mut r.header,
+            Response::Authenticate(r) => &mut r.header,
+            Response::AuthPassword(r) => &mut r.header,
         }
     }
 

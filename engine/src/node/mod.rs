@@ -42,6 +42,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use ::raft::{RawNode, ReadState};
 use bytes::Bytes;
+use detcd_proto::etcdserverpb::AuthenticateResponse;
 use detcd_proto::etcdserverpb::{alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType};
 use detcd_proto::etcdserverpb::{
     request_op, Member, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,
@@ -60,9 +61,10 @@ pub use config::{Config, Recovered};
 
 /// Active alarms: (member id, `AlarmType` as etcd numbers it), in etcd's order.
 type Alarms = BTreeSet<(u64, i32)>;
-pub use io::{Output, Persist, PersistToken, Request, RequestId, Response};
+pub use io::{AuthPassword, Output, Persist, PersistToken, Request, RequestId, Response};
 use reads::{PendingRead, Reads};
 
+use crate::auth::{Access, AuthStore, Caller, Who};
 use crate::lease::{self, Lessor};
 use crate::membership::Membership;
 use crate::mvcc::{validate, Store};
@@ -147,6 +149,8 @@ pub struct Node {
     /// wrong: the revoke may never commit (a deposed leader's), and the lease's keys stay
     /// visible until it does. At most [`limits::LEASE_EXPIRED_RENEWALS_WAITING_MAX`] in all.
     expired_renewals: BTreeMap<i64, Vec<RequestId>>,
+    /// Users, roles, permissions and simple tokens (replicated but for the tokens' clocks).
+    auth: AuthStore,
 }
 
 impl Node {
@@ -158,17 +162,31 @@ impl Node {
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let founders = Membership::founding(&config.initial_voters, &config.initial_members);
-        let empty_image = encode_image(&Store::new(), 1, config.cluster_id, &founders, &Lessor::new(1), &Alarms::new());
+        let empty_image = encode_image(
+            &Store::new(),
+            1,
+            config.cluster_id,
+            &founders,
+            &Lessor::new(1),
+            &Alarms::new(),
+            &AuthStore::default(),
+        );
         let bootstrap = LogStore::bootstrap(config.initial_voters.clone(), empty_image);
         let snapshot = recovered.snapshot.filter(|s| s.get_metadata().index > 0);
         let log = LogStore::recover(bootstrap, recovered.hard_state, snapshot, recovered.entries)?;
         let base = log.latest_snapshot();
         let applied_index = base.get_metadata().index;
         let min_ttl_s = lease::min_ttl_s(config.election_ticks as u64, config.heartbeat_interval.as_millis() as u64);
-        let (store, membership, lessor, alarms) = if applied_index > 0 {
-            decode_image(&base.data, min_ttl_s)?
+        let (store, membership, lessor, alarms, auth) = if applied_index > 0 {
+            decode_image(&base.data, min_ttl_s, config.auth_token_ttl)?
         } else {
-            (Store::new(), Membership::default(), Lessor::new(min_ttl_s), Alarms::new())
+            (
+                Store::new(),
+                Membership::default(),
+                Lessor::new(min_ttl_s),
+                Alarms::new(),
+                AuthStore::new(config.auth_token_ttl),
+            )
         };
         let watches = WatchHub::new(now, Duration::from_millis(limits::WATCH_PROGRESS_INTERVAL_MS_DEFAULT), &store);
         let raft_config = ::raft::Config {
@@ -221,6 +239,7 @@ impl Node {
             lessor,
             watches,
             lease_check_at: now,
+            auth,
         };
         node.after_raft();
         node.drive();
@@ -229,14 +248,22 @@ impl Node {
 
     // ---- inputs ---------------------------------------------------------------------------
 
+    /// A request of the member itself (never checked against auth); see
+    /// [`Node::handle_request_as`].
     pub fn handle_request(&mut self, now: Instant, id: RequestId, request: Request) {
+        self.handle_request_as(now, id, Caller::Internal, request)
+    }
+
+    /// A request from `caller`: while auth is enabled, its token must be known and its user
+    /// allowed (etcd's checks: see [`Node::check_permission`]).
+    pub fn handle_request_as(&mut self, now: Instant, id: RequestId, caller: Caller, request: Request) {
         self.advance_clock(now);
         if self.removed {
             // See `handle_message`: a removed member stops, and serves nothing meanwhile.
             self.respond(id, Err(Error::Stopped));
             return;
         }
-        if let Err(e) = self.accept(id, request) {
+        if let Err(e) = self.accept(id, caller, request) {
             self.respond(id, Err(e));
         }
         self.drive();
@@ -455,7 +482,12 @@ impl Node {
             &self.membership,
             &self.lessor,
             &self.alarms,
+            &self.auth,
         )
+    }
+
+    pub fn auth(&self) -> &AuthStore {
+        &self.auth
     }
 
     // ---- watches: streams are the driver's; see `crate::watch` for the contract ------------
@@ -463,7 +495,24 @@ impl Node {
     /// Hands a request of watch stream `stream` to the hub. Call only while
     /// [`Node::watch_accepts`] holds for the stream; stop reading the stream otherwise.
     pub fn watch_request(&mut self, now: Instant, stream: StreamId, request: &WatchRequest) {
+        self.watch_request_as(now, stream, &Caller::Internal, request)
+    }
+
+    /// [`Node::watch_request`] from a client: while auth is enabled a watch is created only if
+    /// the stream's user may read its whole range; otherwise it is answered created and
+    /// canceled at once, with etcd's reason (etcd's `isWatchPermitted`).
+    pub fn watch_request_as(&mut self, now: Instant, stream: StreamId, caller: &Caller, request: &WatchRequest) {
         self.advance_clock(now);
+        if let Some(detcd_proto::etcdserverpb::watch_request::RequestUnion::CreateRequest(c)) = &request.request_union {
+            let allowed = self
+                .auth
+                .who(caller, self.now)
+                .and_then(|who| self.auth.check_range(&who, &c.key, &c.range_end, Access::Read));
+            if allowed.is_err() {
+                self.watches.refuse_create(stream, crate::auth::WATCH_PERMISSION_DENIED);
+                return;
+            }
+        }
         self.watches.handle_request(stream, request);
     }
 
@@ -535,7 +584,7 @@ impl Node {
 
     // ---- requests -------------------------------------------------------------------------
 
-    fn accept(&mut self, id: RequestId, request: Request) -> Result<(), Error> {
+    fn accept(&mut self, id: RequestId, caller: Caller, request: Request) -> Result<(), Error> {
         let size = match &request {
             Request::Range(r) => r.encoded_len(),
             Request::Put(r) => r.encoded_len(),
@@ -557,6 +606,26 @@ impl Node {
                 name.len() + client_urls.iter().map(String::len).sum::<usize>()
             }
             Request::Alarm(r) => r.encoded_len(),
+            Request::AuthEnable(r) => r.encoded_len(),
+            Request::AuthDisable(r) => r.encoded_len(),
+            Request::AuthStatus(r) => r.encoded_len(),
+            Request::AuthUserAdd(r) => r.encoded_len(),
+            Request::AuthUserDelete(r) => r.encoded_len(),
+            Request::AuthUserChangePassword(r) => r.encoded_len(),
+            Request::AuthUserGrantRole(r) => r.encoded_len(),
+            Request::AuthUserRevokeRole(r) => r.encoded_len(),
+            Request::AuthUserGet(r) => r.encoded_len(),
+            Request::AuthUserList(r) => r.encoded_len(),
+            Request::AuthRoleAdd(r) => r.encoded_len(),
+            Request::AuthRoleDelete(r) => r.encoded_len(),
+            Request::AuthRoleGet(r) => r.encoded_len(),
+            Request::AuthRoleList(r) => r.encoded_len(),
+            Request::AuthRoleGrantPermission(r) => r.encoded_len(),
+            Request::AuthRoleRevokePermission(r) => r.encoded_len(),
+            Request::AuthPasswordOf { name } => name.len(),
+            Request::Authenticate(r) => r.encoded_len(),
+            Request::AuthCheckAdmin => 0,
+            Request::AuthCheckRange { key, range_end, .. } => key.len() + range_end.len(),
         };
         if size > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
@@ -564,6 +633,12 @@ impl Node {
         if self.pending_requests() >= limits::PENDING_REQUESTS_MAX {
             return Err(Error::TooManyRequests);
         }
+        let who = self.auth.who(&caller, self.now)?;
+        self.check_permission(&who, &request)?;
+        let proposer = match who {
+            Who::User(u) => u,
+            Who::Anyone | Who::Anonymous => String::new(),
+        };
         self.check_quota(&request)?;
         let internal = match request {
             Request::Range(r) if r.serializable => {
@@ -610,6 +685,31 @@ impl Node {
             }
             Request::LeaseRevoke(r) => internal_request::Request::LeaseRevoke(r),
             Request::Alarm(a) => internal_request::Request::Alarm(a),
+            Request::AuthEnable(r) => internal_request::Request::AuthEnable(r),
+            Request::AuthDisable(r) => internal_request::Request::AuthDisable(r),
+            Request::AuthUserAdd(r) => internal_request::Request::AuthUserAdd(r),
+            Request::AuthUserDelete(r) => internal_request::Request::AuthUserDelete(r),
+            Request::AuthUserChangePassword(r) => internal_request::Request::AuthUserChangePassword(r),
+            Request::AuthUserGrantRole(r) => internal_request::Request::AuthUserGrantRole(r),
+            Request::AuthUserRevokeRole(r) => internal_request::Request::AuthUserRevokeRole(r),
+            Request::AuthUserGet(r) => internal_request::Request::AuthUserGet(r),
+            Request::AuthUserList(r) => internal_request::Request::AuthUserList(r),
+            Request::AuthRoleAdd(r) => internal_request::Request::AuthRoleAdd(r),
+            Request::AuthRoleDelete(r) => internal_request::Request::AuthRoleDelete(r),
+            Request::AuthRoleGet(r) => internal_request::Request::AuthRoleGet(r),
+            Request::AuthRoleList(r) => internal_request::Request::AuthRoleList(r),
+            Request::AuthRoleGrantPermission(r) => internal_request::Request::AuthRoleGrantPermission(r),
+            Request::AuthRoleRevokePermission(r) => internal_request::Request::AuthRoleRevokePermission(r),
+            Request::Authenticate(t) => internal_request::Request::AuthTokenIssue(t),
+            Request::AuthStatus(_) | Request::AuthCheckAdmin | Request::AuthCheckRange { .. } => {
+                self.respond(id, Ok(Response::AuthStatus(self.auth.status())));
+                return Ok(());
+            }
+            Request::AuthPasswordOf { name } => {
+                let (hash, revision) = self.auth.password_of(&name)?;
+                self.respond(id, Ok(Response::AuthPassword(AuthPassword { header: None, hash, revision })));
+                return Ok(());
+            }
             Request::PublishAttributes { name, client_urls } => {
                 internal_request::Request::MemberAttributes(MemberAttributes { id: self.config.id, name, client_urls })
             }
@@ -688,7 +788,124 @@ impl Node {
                 return Ok(());
             }
         };
-        self.propose(id, internal)
+        self.propose(id, internal, proposer)
+    }
+
+    /// etcd's permission checks for a client request: KV reads and writes against the user's
+    /// key ranges (txns op by op), a lease revoke — or a put attaching a lease — against the
+    /// lease's keys, membership changes, leader moves and auth management against the root
+    /// role. Lease grant, keepalive and time-to-live, member list, alarms, status and
+    /// compaction need no permission (as in etcd 3.4), only a valid token if one is sent.
+    fn check_permission(&self, who: &Who, request: &Request) -> Result<(), Error> {
+        let auth = &self.auth;
+        match request {
+            Request::Range(r) => auth.check_range(who, &r.key, &r.range_end, Access::Read),
+            Request::Put(p) => {
+                auth.check_put(who, p)?;
+                self.check_lease_keys(who, p.lease)
+            }
+            Request::DeleteRange(d) => auth.check_delete(who, d),
+            Request::Txn(t) => auth.check_txn(who, t),
+            Request::LeaseRevoke(r) => self.check_lease_keys(who, r.id),
+            Request::MemberAdd(_)
+            | Request::MemberRemove(_)
+            | Request::MemberUpdate(_)
+            | Request::MemberPromote(_)
+            | Request::MoveLeader(_)
+            | Request::AuthEnable(_)
+            | Request::AuthDisable(_)
+            | Request::AuthUserAdd(_)
+            | Request::AuthUserDelete(_)
+            | Request::AuthUserChangePassword(_)
+            | Request::AuthUserGrantRole(_)
+            | Request::AuthUserRevokeRole(_)
+            | Request::AuthUserGet(_)
+            | Request::AuthUserList(_)
+            | Request::AuthRoleAdd(_)
+            | Request::AuthRoleDelete(_)
+            | Request::AuthRoleGet(_)
+            | Request::AuthRoleList(_)
+            | Request::AuthRoleGrantPermission(_)
+            | Request::AuthRoleRevokePermission(_)
+            | Request::AuthCheckAdmin => auth.check_admin(who),
+            Request::AuthCheckRange { key, range_end, write } => {
+                auth.check_range(who, key, range_end, Access::Read)?;
+                if *write {
+                    auth.check_range(who, key, range_end, Access::Write)?;
+                }
+                Ok(())
+            }
+            Request::Compact(_)
+            | Request::MemberList(_)
+            | Request::LeaseGrant(_)
+            | Request::LeaseKeepAlive(_)
+            | Request::LeaseTimeToLive(_)
+            | Request::LeaseLeases(_)
+            | Request::PublishAttributes { .. }
+            | Request::Alarm(_)
+            | Request::AuthStatus(_)
+            | Request::AuthPasswordOf { .. }
+            | Request::Authenticate(_) => Ok(()),
+        }
+    }
+
+    fn check_lease_keys(&self, who: &Who, lease: i64) -> Result<(), Error> {
+        if lease == 0 || matches!(who, Who::Anyone) {
+            return Ok(());
+        }
+        let keys = self.lessor.keys_of(lease);
+        self.auth.check_lease_keys(who, keys.iter().map(|k| k.as_ref()))
+    }
+
+    /// The permission check of a write again when it applies, for the user who proposed it
+    /// (etcd's authApplierV3): the auth state may have changed since (then, as in etcd, the
+    /// write fails with "revision of auth store is old").
+    ///
+    /// Difference from etcd: an entry proposed without a user (auth disabled, or not yet
+    /// applied on the member that admitted it, or the member's own lease revokes and the
+    /// Lock/Election services' writes) is not checked when it applies; etcd refuses such a
+    /// write with "user name is empty" if auth got enabled in between. Marking client entries
+    /// would change every entry's bytes; the window is one commit of `auth enable`.
+    fn recheck_permission(
+        &self,
+        request: &Option<internal_request::Request>,
+        username: &str,
+        auth_revision: u64,
+    ) -> Result<(), Error> {
+        use internal_request::Request as R;
+        if username.is_empty() || !self.auth.is_enabled() {
+            return Ok(());
+        }
+        if auth_revision < self.auth.revision() {
+            return Err(Error::AuthOldRevision);
+        }
+        let who = Who::User(username.to_owned());
+        match request {
+            Some(R::Put(p)) => {
+                self.auth.check_put(&who, p)?;
+                self.check_lease_keys(&who, p.lease)
+            }
+            Some(R::DeleteRange(d)) => self.auth.check_delete(&who, d),
+            Some(R::Txn(t)) => self.auth.check_txn(&who, t),
+            Some(R::LeaseRevoke(r)) => self.check_lease_keys(&who, r.id),
+            Some(R::MemberUpdate(_))
+            | Some(R::AuthEnable(_))
+            | Some(R::AuthDisable(_))
+            | Some(R::AuthUserAdd(_))
+            | Some(R::AuthUserDelete(_))
+            | Some(R::AuthUserChangePassword(_))
+            | Some(R::AuthUserGrantRole(_))
+            | Some(R::AuthUserRevokeRole(_))
+            | Some(R::AuthUserGet(_))
+            | Some(R::AuthUserList(_))
+            | Some(R::AuthRoleAdd(_))
+            | Some(R::AuthRoleDelete(_))
+            | Some(R::AuthRoleGet(_))
+            | Some(R::AuthRoleList(_))
+            | Some(R::AuthRoleGrantPermission(_))
+            | Some(R::AuthRoleRevokePermission(_)) => self.auth.check_admin(&who),
+            _ => Ok(()),
+        }
     }
 
     /// etcd's quota check at admission (`quotaKVServer` / `quotaLeaseServer`): a request that
@@ -725,7 +942,7 @@ impl Node {
     /// waiting; if it is lost, the lessor hands it out again later.
     fn propose_internal(&mut self, request: internal_request::Request) {
         let proposal_id = self.next_proposal_id();
-        let data = InternalRequest { id: proposal_id, request: Some(request) }.encode_to_vec();
+        let data = InternalRequest { id: proposal_id, request: Some(request), ..Default::default() }.encode_to_vec();
         let _ = self.raw.propose(Vec::new(), data);
         self.after_raft();
     }
@@ -787,12 +1004,15 @@ impl Node {
         Ok(())
     }
 
-    fn propose(&mut self, id: RequestId, request: internal_request::Request) -> Result<(), Error> {
+    /// `username` (empty unless auth is enabled) goes with the entry: the apply checks the
+    /// permission again, as etcd's authApplierV3 does.
+    fn propose(&mut self, id: RequestId, request: internal_request::Request, username: String) -> Result<(), Error> {
         if self.leader_id() == 0 {
             return Err(Error::NoLeader);
         }
         let proposal_id = self.next_proposal_id();
-        let data = InternalRequest { id: proposal_id, request: Some(request) }.encode_to_vec();
+        let auth_revision = if username.is_empty() { 0 } else { self.auth.revision() };
+        let data = InternalRequest { id: proposal_id, request: Some(request), username, auth_revision }.encode_to_vec();
         let proposed = self.raw.propose(Vec::new(), data);
         self.await_proposal(id, proposal_id, proposed)
     }
@@ -992,7 +1212,10 @@ impl Node {
             EntryType::EntryNormal => {
                 let request = InternalRequest::decode(&entry.data[..])
                     .unwrap_or_else(|e| panic!("committed entry {} does not decode: {e}", entry.index));
-                let result = self.apply_request(request.request);
+                let result = match self.recheck_permission(&request.request, &request.username, request.auth_revision) {
+                    Ok(()) => self.apply_request(request.request, entry.index),
+                    Err(e) => Err(e),
+                };
                 if let Some(waiting) = self.writes.remove(&request.id) {
                     self.respond(waiting.id, result);
                 }
@@ -1101,7 +1324,7 @@ impl Node {
 
     /// One replicated request. Deterministic: every member computes the same result (the
     /// lessor's clocks, which differ, only matter on the leader and never change the result).
-    fn apply_request(&mut self, request: Option<internal_request::Request>) -> Result<Response, Error> {
+    fn apply_request(&mut self, request: Option<internal_request::Request>, index: u64) -> Result<Response, Error> {
         use internal_request::Request as R;
         // etcd's applierV3Capped: while a NOSPACE alarm is raised, nothing that adds data
         // applies — on every member alike, since the alarms are replicated state.
@@ -1172,6 +1395,31 @@ impl Node {
                 Err(Error::NotCapable)
             }
             Some(R::Alarm(a)) => Ok(Response::Alarm(self.apply_alarm(&a))),
+            Some(R::AuthEnable(_)) => self.auth.enable().map(Response::AuthEnable),
+            Some(R::AuthDisable(_)) => Ok(Response::AuthDisable(self.auth.disable())),
+            Some(R::AuthUserAdd(r)) => self.auth.user_add(&r).map(Response::AuthUserAdd),
+            Some(R::AuthUserDelete(r)) => self.auth.user_delete(&r).map(Response::AuthUserDelete),
+            Some(R::AuthUserChangePassword(r)) => {
+                self.auth.user_change_password(&r).map(Response::AuthUserChangePassword)
+            }
+            Some(R::AuthUserGrantRole(r)) => self.auth.user_grant_role(&r).map(Response::AuthUserGrantRole),
+            Some(R::AuthUserRevokeRole(r)) => self.auth.user_revoke_role(&r).map(Response::AuthUserRevokeRole),
+            Some(R::AuthUserGet(r)) => self.auth.user_get(&r).map(Response::AuthUserGet),
+            Some(R::AuthUserList(_)) => Ok(Response::AuthUserList(self.auth.user_list())),
+            Some(R::AuthRoleAdd(r)) => self.auth.role_add(&r).map(Response::AuthRoleAdd),
+            Some(R::AuthRoleDelete(r)) => self.auth.role_delete(&r).map(Response::AuthRoleDelete),
+            Some(R::AuthRoleGet(r)) => self.auth.role_get(&r).map(Response::AuthRoleGet),
+            Some(R::AuthRoleList(_)) => Ok(Response::AuthRoleList(self.auth.role_list())),
+            Some(R::AuthRoleGrantPermission(r)) => {
+                self.auth.role_grant_permission(&r).map(Response::AuthRoleGrantPermission)
+            }
+            Some(R::AuthRoleRevokePermission(r)) => {
+                self.auth.role_revoke_permission(&r).map(Response::AuthRoleRevokePermission)
+            }
+            Some(R::AuthTokenIssue(t)) => {
+                let token = self.auth.issue_token(&t.name, &t.token, t.auth_revision, index, self.now)?;
+                Ok(Response::Authenticate(AuthenticateResponse { header: None, token }))
+            }
             None => Err(Error::NotCapable),
         }
     }
@@ -1239,8 +1487,15 @@ impl Node {
     fn take_snapshot(&mut self) {
         let index = self.applied_index;
         let log = self.raw.store();
-        let image =
-            encode_image(&self.store, index, self.config.cluster_id, &self.membership, &self.lessor, &self.alarms);
+        let image = encode_image(
+            &self.store,
+            index,
+            self.config.cluster_id,
+            &self.membership,
+            &self.lessor,
+            &self.alarms,
+            &self.auth,
+        );
         // The canary labels the image with the index before the last entry it holds (when that
         // entry is an ordinary request, which can apply twice without tripping raft).
         #[cfg(feature = "canary")]
@@ -1271,8 +1526,13 @@ impl Node {
     fn install_snapshot(&mut self, snapshot: &Snapshot) {
         let index = snapshot.get_metadata().index;
         assert!(index >= self.applied_index, "snapshot {index} behind applied {}", self.applied_index);
-        (self.store, self.membership, self.lessor, self.alarms) = decode_image(&snapshot.data, self.lessor.min_ttl_s())
-            .unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
+        let auth;
+        (self.store, self.membership, self.lessor, self.alarms, auth) =
+            decode_image(&snapshot.data, self.lessor.min_ttl_s(), self.config.auth_token_ttl)
+                .unwrap_or_else(|e| panic!("snapshot {index} from the leader is corrupt: {e}"));
+        // Tokens are not replicated state: keep those of users who still exist.
+        let before = std::mem::replace(&mut self.auth, auth);
+        self.auth.adopt_tokens(before);
         // The restored lessor is not the primary: no revoke will be seen here for them.
         self.fail_expired_renewals();
         self.watches.restored(&self.store);
@@ -1314,6 +1574,7 @@ fn encode_image(
     membership: &Membership,
     lessor: &Lessor,
     alarms: &Alarms,
+    auth: &AuthStore,
 ) -> Vec<u8> {
     StateImage {
         applied_index,
@@ -1325,14 +1586,18 @@ fn encode_image(
         removed_member_ids: membership.removed_ids(),
         cluster_id,
         alarms: alarms.iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect(),
+        auth: auth.to_image(),
     }
     .encode_to_vec()
 }
 
-fn decode_image(data: &[u8], min_ttl_s: i64) -> Result<(Store, Membership, Lessor, Alarms), String> {
+type Decoded = (Store, Membership, Lessor, Alarms, AuthStore);
+
+fn decode_image(data: &[u8], min_ttl_s: i64, token_ttl: Duration) -> Result<Decoded, String> {
     let image = StateImage::decode(data).map_err(|e| format!("state image does not decode: {e}"))?;
     let store = Store::from_key_images(image.current_revision, image.compact_revision, image.keys)?;
     let lessor = Lessor::restore(&image.leases, store.live_leased_keys(), min_ttl_s);
     let alarms = image.alarms.iter().map(|a| (a.member_id, a.alarm)).collect();
-    Ok((store, Membership::from_list(image.members, image.removed_member_ids), lessor, alarms))
+    let auth = AuthStore::from_image(image.auth, token_ttl)?;
+    Ok((store, Membership::from_list(image.members, image.removed_member_ids), lessor, alarms, auth))
 }

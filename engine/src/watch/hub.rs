@@ -279,6 +279,25 @@ impl WatchHub {
     /// means the next revision. A start revision at or below the current one is caught up
     /// from the store by `sync`; if it is below the compaction, `sync` then sends
     /// `{compact_revision, canceled}` and drops the watcher.
+    /// Answers a create request without creating anything: created and canceled at once, with
+    /// `reason` (a watch the stream's user may not read).
+    pub fn refuse_create(&mut self, stream: StreamId, reason: &str) {
+        let current = self.current_revision;
+        let st = self.streams.entry(stream).or_insert_with(Stream::new);
+        assert!(st.has_control_room(), "stream {stream}: a request while accepts_requests is false");
+        st.queue.push(
+            WatchResponse {
+                header: header(current),
+                watch_id: INVALID_WATCH_ID,
+                created: true,
+                canceled: true,
+                cancel_reason: reason.to_owned(),
+                ..Default::default()
+            },
+            false,
+        );
+    }
+
     pub fn create(&mut self, stream: StreamId, req: &WatchCreateRequest) {
         let current = self.current_revision;
         let st = self.streams.entry(stream).or_insert_with(Stream::new);

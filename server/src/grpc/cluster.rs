@@ -47,8 +47,9 @@ impl Cluster for ClusterService {
     ) -> Result<GrpcResponse<MemberPromoteResponse>, Status> {
         super::voters_only(&self.handle)?;
         use detcd_proto::peerpb::{forward_request, forward_response};
+        let caller = super::caller(&req);
         let request = req.into_inner();
-        match self.handle.call(Request::MemberPromote(request.clone())).await {
+        match self.handle.call_as(caller, Request::MemberPromote(request.clone())).await {
             Ok(Response::MemberPromote(r)) => Ok(GrpcResponse::new(r)),
             Ok(other) => Err(unexpected(&other)),
             // Only the leader knows whether the learner caught up: forward.

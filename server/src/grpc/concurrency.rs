@@ -210,7 +210,10 @@ impl HubWatch {
     pub async fn open(handle: &Handle, key: Bytes, range_end: Bytes, from: i64) -> Result<HubWatch, Status> {
         let stream = handle.new_watch_stream();
         let (tx, responses) = mpsc::channel(WATCH_SEND_BUFFER);
-        handle.send(Command::WatchOpen { stream, responses: tx }).await.map_err(unknown)?;
+        handle
+            .send(Command::WatchOpen { stream, responses: tx, caller: detcd_engine::auth::Caller::Internal })
+            .await
+            .map_err(unknown)?;
         // From here on the hub has the stream: dropping `watch` closes it.
         let watch = HubWatch { handle: handle.clone(), stream, responses };
         let create = WatchCreateRequest { key, range_end, start_revision: from, ..Default::default() };

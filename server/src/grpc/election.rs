@@ -80,6 +80,8 @@ fn resign_request(key: &Bytes, revision: i64) -> Request {
 impl Election for ElectionService {
     async fn campaign(&self, req: GrpcRequest<CampaignRequest>) -> Result<GrpcResponse<CampaignResponse>, Status> {
         super::voters_only(&self.handle)?;
+        let prefix = key_prefix(&req.get_ref().name);
+        super::may(&self.handle, &req, prefix.clone(), super::concurrency::prefix_end(&prefix), true).await?;
         let request = req.into_inner();
         let handle = &self.handle;
         let lease = session_lease(handle, request.lease).await?;
@@ -124,6 +126,8 @@ impl Election for ElectionService {
 
     async fn proclaim(&self, req: GrpcRequest<ProclaimRequest>) -> Result<GrpcResponse<ProclaimResponse>, Status> {
         super::voters_only(&self.handle)?;
+        let key = req.get_ref().leader.as_ref().map(|l| l.key.clone()).unwrap_or_default();
+        super::may(&self.handle, &req, key, Default::default(), true).await?;
         let request = req.into_inner();
         let leader = request.leader.ok_or_else(|| failure(MISSING_LEADER_KEY))?;
         let lease = session_lease(&self.handle, leader.lease).await?;
@@ -133,6 +137,8 @@ impl Election for ElectionService {
 
     async fn leader(&self, req: GrpcRequest<LeaderRequest>) -> Result<GrpcResponse<LeaderResponse>, Status> {
         super::voters_only(&self.handle)?;
+        let prefix = key_prefix(&req.get_ref().name);
+        super::may(&self.handle, &req, prefix.clone(), super::concurrency::prefix_end(&prefix), false).await?;
         let prefix = key_prefix(&req.into_inner().name);
         let found = range(&self.handle, first_created(&prefix)).await?;
         let kv = found.kvs.into_iter().next().ok_or_else(|| failure(NO_LEADER))?;
@@ -145,6 +151,8 @@ impl Election for ElectionService {
     /// gone, and so on (clientv3's `Election.Observe`: not every past value, always the latest).
     async fn observe(&self, req: GrpcRequest<LeaderRequest>) -> Result<GrpcResponse<Self::ObserveStream>, Status> {
         super::voters_only(&self.handle)?;
+        let prefix = key_prefix(&req.get_ref().name);
+        super::may(&self.handle, &req, prefix.clone(), super::concurrency::prefix_end(&prefix), false).await?;
         let prefix = key_prefix(&req.into_inner().name);
         let (tx, rx) = mpsc::channel(limits::ELECTION_OBSERVE_BUFFER);
         let handle = self.handle.clone();
@@ -165,6 +173,8 @@ impl Election for ElectionService {
 
     async fn resign(&self, req: GrpcRequest<ResignRequest>) -> Result<GrpcResponse<ResignResponse>, Status> {
         super::voters_only(&self.handle)?;
+        let key = req.get_ref().leader.as_ref().map(|l| l.key.clone()).unwrap_or_default();
+        super::may(&self.handle, &req, key, Default::default(), true).await?;
         let leader = req.into_inner().leader.ok_or_else(|| failure(MISSING_LEADER_KEY))?;
         // etcd first opens a session on the leader's lease, which for lease 0 grants a lease
         // nothing uses: skipped, it changes nothing but the lease list.

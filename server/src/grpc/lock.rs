@@ -33,6 +33,9 @@ pub struct LockService {
 impl Lock for LockService {
     async fn lock(&self, req: GrpcRequest<LockRequest>) -> Result<GrpcResponse<LockResponse>, Status> {
         super::voters_only(&self.handle)?;
+        let prefix = super::concurrency::key_prefix(&req.get_ref().name);
+        let end = super::concurrency::prefix_end(&prefix);
+        super::may(&self.handle, &req, prefix, end, true).await?;
         let request = req.into_inner();
         let handle = &self.handle;
         let lease = session_lease(handle, request.lease).await?;
@@ -82,6 +85,7 @@ impl Lock for LockService {
 
     async fn unlock(&self, req: GrpcRequest<UnlockRequest>) -> Result<GrpcResponse<UnlockResponse>, Status> {
         super::voters_only(&self.handle)?;
+        super::may(&self.handle, &req, req.get_ref().key.clone(), Default::default(), true).await?;
         let deleted = delete(&self.handle, req.into_inner().key).await?;
         Ok(GrpcResponse::new(UnlockResponse { header: deleted.header }))
     }

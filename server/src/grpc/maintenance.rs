@@ -56,16 +56,18 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: GrpcRequest<DefragmentRequest>,
+        req: GrpcRequest<DefragmentRequest>,
     ) -> Result<GrpcResponse<DefragmentResponse>, Status> {
         super::voters_only(&self.handle)?;
+        super::admin_only(&self.handle, &req).await?;
         // The store lives in memory and holds no free pages: there is nothing to defragment.
         let s = self.handle.status().await.map_err(status)?;
         Ok(GrpcResponse::new(DefragmentResponse { header: Some(header(&s)) }))
     }
 
-    async fn hash(&self, _req: GrpcRequest<HashRequest>) -> Result<GrpcResponse<HashResponse>, Status> {
+    async fn hash(&self, req: GrpcRequest<HashRequest>) -> Result<GrpcResponse<HashResponse>, Status> {
         super::voters_only(&self.handle)?;
+        super::admin_only(&self.handle, &req).await?;
         let s = self.handle.status().await.map_err(status)?;
         // The store's hash is computed only when asked for (it walks the whole store).
         let hash = self.handle.hash_kv(0).await.map_err(status)?;
@@ -76,6 +78,7 @@ impl Maintenance for MaintenanceService {
     /// carries the hashed revision, as etcd's does.
     async fn hash_kv(&self, req: GrpcRequest<HashKvRequest>) -> Result<GrpcResponse<HashKvResponse>, Status> {
         super::voters_only(&self.handle)?;
+        super::admin_only(&self.handle, &req).await?;
         let s = self.handle.status().await.map_err(status)?;
         let hash = self.handle.hash_kv(req.get_ref().revision).await.map_err(status)?;
         Ok(GrpcResponse::new(HashKvResponse {
@@ -90,8 +93,9 @@ impl Maintenance for MaintenanceService {
     /// Streams the applied state as detcd's state image, in chunks, framed as etcd frames its
     /// bbolt file so that etcd's clients accept it: zero-padded to a multiple of 512 bytes, then
     /// the SHA-256 of all that. (Only detcd can restore from it.)
-    async fn snapshot(&self, _req: GrpcRequest<SnapshotRequest>) -> Result<GrpcResponse<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, req: GrpcRequest<SnapshotRequest>) -> Result<GrpcResponse<Self::SnapshotStream>, Status> {
         use sha2::Digest;
+        super::admin_only(&self.handle, &req).await?;
         let mut image = self.handle.snapshot().await.map_err(status)?;
         image.resize(image.len().div_ceil(512) * 512, 0);
         let checksum = sha2::Sha256::digest(&image);
@@ -123,8 +127,9 @@ impl Maintenance for MaintenanceService {
     ) -> Result<GrpcResponse<MoveLeaderResponse>, Status> {
         super::voters_only(&self.handle)?;
         use detcd_proto::peerpb::{forward_request, forward_response};
+        let caller = super::caller(&req);
         let request = req.into_inner();
-        match self.handle.call(Request::MoveLeader(request.clone())).await {
+        match self.handle.call_as(caller, Request::MoveLeader(request.clone())).await {
             Ok(Response::MoveLeader(r)) => Ok(GrpcResponse::new(r)),
             Ok(other) => Err(unexpected(&other)),
             // Only the leader can hand leadership over: forward.

@@ -14,13 +14,20 @@ macro_rules! call_node {
 /// [`call_node!`] without the learner check, for the RPCs a learner serves.
 macro_rules! call_node_unchecked {
     ($self:ident, $req:ident, $variant:ident) => {{
-        match $self.handle.call(detcd_engine::node::Request::$variant($req.into_inner())).await.map_err(status)? {
+        let caller = $crate::grpc::caller(&$req);
+        match $self
+            .handle
+            .call_as(caller, detcd_engine::node::Request::$variant($req.into_inner()))
+            .await
+            .map_err(status)?
+        {
             detcd_engine::node::Response::$variant(r) => Ok(tonic::Response::new(r)),
             other => Err(unexpected(&other)),
         }
     }};
 }
 
+mod auth;
 mod cluster;
 mod concurrency;
 mod election;
@@ -38,6 +45,7 @@ use detcd_engine::Error;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+pub use auth::{AuthOptions, AuthService};
 pub use cluster::ClusterService;
 pub use election::ElectionService;
 pub use kv::KvService;
@@ -56,6 +64,39 @@ pub fn status(e: Error) -> Status {
 /// other client RPC handler, in every service, calls this first.
 pub(crate) fn voters_only(handle: &crate::driver::Handle) -> Result<(), Status> {
     handle.refuse_if_learner().map_err(status)
+}
+
+/// The auth caller of a client request: its token from gRPC metadata `token` (etcdctl,
+/// clientv3) or `authorization` (the JSON gateway, newer clients), as etcd's `AuthInfoFromCtx`.
+pub fn caller<T>(req: &tonic::Request<T>) -> detcd_engine::auth::Caller {
+    let md = req.metadata();
+    let token = md.get("token").or_else(|| md.get("authorization")).and_then(|v| v.to_str().ok());
+    detcd_engine::auth::Caller::Client(token.map(str::to_owned))
+}
+
+/// etcd's `IsAdminPermitted` for the RPCs served outside the engine (snapshot, hash,
+/// defragment): while auth is enabled, only a user with the root role.
+pub(crate) async fn admin_only<T>(handle: &crate::driver::Handle, req: &tonic::Request<T>) -> Result<(), Status> {
+    if !handle.auth_enabled() {
+        return Ok(());
+    }
+    handle.call_as(caller(req), detcd_engine::node::Request::AuthCheckAdmin).await.map(|_| ()).map_err(status)
+}
+
+/// Whether the caller of `req` may read (and, with `write`, write) `[key, range_end)`: the Lock
+/// and Election services work on keys as clients of the member, checked here as the caller.
+pub(crate) async fn may<T>(
+    handle: &crate::driver::Handle,
+    req: &tonic::Request<T>,
+    key: bytes::Bytes,
+    range_end: bytes::Bytes,
+    write: bool,
+) -> Result<(), Status> {
+    if !handle.auth_enabled() {
+        return Ok(());
+    }
+    let check = detcd_engine::node::Request::AuthCheckRange { key, range_end, write };
+    handle.call_as(caller(req), check).await.map(|_| ()).map_err(status)
 }
 
 /// The status of an answer of the wrong kind: a bug in the driver, never a client's doing.

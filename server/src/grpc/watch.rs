@@ -22,9 +22,13 @@ impl Watch for WatchService {
     ) -> Result<GrpcResponse<Self::WatchStream>, Status> {
         super::voters_only(&self.handle)?;
         let stream = self.handle.new_watch_stream();
+        let caller = super::caller(&req);
         let mut requests = req.into_inner();
         let (responses_tx, responses_rx) = mpsc::channel::<WatchResponse>(WATCH_SEND_BUFFER);
-        self.handle.send(Command::WatchOpen { stream, responses: responses_tx }).await.map_err(super::status)?;
+        self.handle
+            .send(Command::WatchOpen { stream, responses: responses_tx, caller })
+            .await
+            .map_err(super::status)?;
         let handle = self.handle.clone();
         tokio::task::spawn(async move {
             while let Ok(Some(request)) = requests.message().await {
