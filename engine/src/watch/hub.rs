@@ -197,6 +197,18 @@ pub struct WatchHub {
     sync_cursor: Option<StreamId>,
 }
 
+/// A create request answered without a watcher: created and canceled at once, with `reason`.
+fn refusal(current: i64, reason: &str) -> WatchResponse {
+    WatchResponse {
+        header: header(current),
+        watch_id: INVALID_WATCH_ID,
+        created: true,
+        canceled: true,
+        cancel_reason: reason.to_owned(),
+        ..Default::default()
+    }
+}
+
 fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision, ..Default::default() })
 }
@@ -285,36 +297,14 @@ impl WatchHub {
         let current = self.current_revision;
         let st = self.streams.entry(stream).or_insert_with(Stream::new);
         assert!(st.has_control_room(), "stream {stream}: a request while accepts_requests is false");
-        st.queue.push(
-            WatchResponse {
-                header: header(current),
-                watch_id: INVALID_WATCH_ID,
-                created: true,
-                canceled: true,
-                cancel_reason: reason.to_owned(),
-                ..Default::default()
-            },
-            false,
-        );
+        st.queue.push(refusal(current, reason), false);
     }
 
     pub fn create(&mut self, stream: StreamId, req: &WatchCreateRequest) {
         let current = self.current_revision;
         let st = self.streams.entry(stream).or_insert_with(Stream::new);
         assert!(st.has_control_room(), "stream {stream}: a request while accepts_requests is false");
-        let refuse = |st: &mut Stream, reason: &str| {
-            st.queue.push(
-                WatchResponse {
-                    header: header(current),
-                    watch_id: INVALID_WATCH_ID,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: reason.to_owned(),
-                    ..Default::default()
-                },
-                false,
-            );
-        };
+        let refuse = |st: &mut Stream, reason: &str| st.queue.push(refusal(current, reason), false);
         // Copied out of the request, so that a long-lived watcher never pins a request buffer;
         // shared with the synced watchers of the same key when there are some (many watchers
         // of one key are the common case: one copy, not one allocation per watcher).
