@@ -176,17 +176,36 @@ impl SimFs {
         let mut survivors: Vec<(u64, usize, usize)> = Vec::new();
         for (&id, file) in state.files.iter_mut() {
             let synced_len = file.synced.len();
-            let appended_only = file.data.len() > synced_len && file.data[..synced_len] == file.synced[..];
+            // The unsynced writes: from the first byte that differs from the synced content to
+            // the last (or to the end of a file that grew).
+            let common = synced_len.min(file.data.len());
+            let first =
+                file.data[..common].iter().zip(&file.synced[..common]).position(|(a, b)| a != b).unwrap_or(common);
+            let end = if file.data.len() > synced_len {
+                file.data.len()
+            } else {
+                file.data[..common]
+                    .iter()
+                    .zip(&file.synced[..common])
+                    .rposition(|(a, b)| a != b)
+                    .map_or(first, |p| p + 1)
+            };
+            // Writes that only appended, or only filled zeros (a preallocated WAL segment's rest),
+            // may survive in part: a disk writes a file's new sectors in order, some of them.
+            let appended_only =
+                end > first && file.data.len() >= synced_len && file.synced[first..].iter().all(|&b| b == 0);
             if appended_only && rng.range(0, 2) == 0 {
-                let unsynced = file.data.len() - synced_len;
+                let unsynced = end - first;
                 let kept = rng.range(0, unsynced as u64 + 1) as usize;
-                let mut data = file.data[..synced_len + kept].to_vec();
+                let mut data = file.synced.clone();
+                data.resize(synced_len.max(first + kept), 0);
+                data[first..first + kept].copy_from_slice(&file.data[first..first + kept]);
                 let zeroed = rng.range(0, kept.min(TORN_ZEROED_BYTES_MAX) as u64 + 1) as usize;
-                let len = data.len();
-                data[len - zeroed..].fill(0);
+                let kept_end = first + kept;
+                data[kept_end - zeroed..kept_end].fill(0);
                 if kept > 0 {
                     loss.torn_files += 1;
-                    survivors.push((id, synced_len, len));
+                    survivors.push((id, first, kept_end));
                 }
                 file.data = data;
             } else {
@@ -318,6 +337,14 @@ impl FsFile for OpenFile {
         self.with_file(|file, position| {
             file.data.resize(len_bytes as usize, 0);
             *position = len_bytes as usize;
+        })
+    }
+
+    fn preallocate(&mut self, len_bytes: u64) -> io::Result<()> {
+        self.with_file(|file, _position| {
+            if (file.data.len() as u64) < len_bytes {
+                file.data.resize(len_bytes as usize, 0);
+            }
         })
     }
 

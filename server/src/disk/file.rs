@@ -26,9 +26,21 @@ pub(super) struct Layout {
     segment_bytes_max: u64,
     /// Snapshot files kept; older ones are deleted.
     snapshot_files_kept: usize,
+    /// Whether segments are extended to their full size when opened (see
+    /// [`super::fs::FsFile::preallocate`]).
+    preallocate: bool,
 }
 
 impl Layout {
+    /// The length a segment is given when it is opened: its bound, up to etcd's 64 MiB.
+    fn preallocated_bytes(&self) -> u64 {
+        if self.preallocate {
+            self.segment_bytes_max.min(limits::WAL_SEGMENT_BYTES_MAX)
+        } else {
+            0
+        }
+    }
+
     fn snapshot_path(&self, term: u64, index: u64) -> PathBuf {
         self.snap_dir.join(snapshot_name(term, index))
     }
@@ -100,6 +112,7 @@ impl FileStorage {
             snap_dir: member_dir.join("snap"),
             segment_bytes_max: limits::WAL_SEGMENT_BYTES_MAX,
             snapshot_files_kept: limits::SNAPSHOT_FILES_KEPT,
+            preallocate: true,
         };
         for dir in [&layout.wal_dir, &layout.snap_dir] {
             layout.fs.create_dir_all(dir).map_err(|e| DiskError::io("create directory", dir, e))?;
@@ -116,6 +129,12 @@ impl FileStorage {
     /// Overrides the segment size bound (tests use tiny segments to exercise rollover).
     pub fn with_segment_bytes_max(mut self, segment_bytes_max: u64) -> FileStorage {
         self.layout.segment_bytes_max = segment_bytes_max;
+        self
+    }
+
+    /// Turns segment preallocation off (tests that check segment files byte for byte).
+    pub fn without_preallocation(mut self) -> FileStorage {
+        self.layout.preallocate = false;
         self
     }
 
@@ -261,7 +280,11 @@ impl Wal {
                     }
                 }
             }
-            if let Some(reason) = scanned.torn {
+            if data[scanned.valid_bytes as usize..].iter().all(|&b| b == 0) {
+                // The preallocated rest of the segment (or zeros a crash left in its place):
+                // nothing was lost, and the next record overwrites the zeros from where they begin.
+                last_torn = false;
+            } else if let Some(reason) = scanned.torn {
                 warn!(
                     path = %path.display(),
                     offset = scanned.valid_bytes,
@@ -380,10 +403,12 @@ impl Wal {
         };
         if roll {
             let record_buf = pending.split_off(start);
-            // The old segment is finished for good: sync it before its successor exists, so
-            // that only the last segment can ever hold a torn write.
+            // The old segment is finished for good: cut off its preallocated rest (only the
+            // last segment may end in zeros) and sync it before its successor exists, so that
+            // only the last segment can ever hold a torn write.
             if self.current.is_some() {
                 self.flush(pending)?;
+                self.cut_preallocated_rest()?;
                 self.sync_current()?;
             }
             let first_index = match record {
@@ -420,6 +445,14 @@ impl Wal {
         Ok(())
     }
 
+    /// Cuts the current segment to the records written in it (its preallocated zeros go).
+    fn cut_preallocated_rest(&mut self) -> Result<(), DiskError> {
+        if let (Some(current), Some(segment)) = (self.current.as_mut(), self.segments.last()) {
+            current.file.truncate_to(current.len_bytes).map_err(|e| DiskError::io("truncate", &segment.path, e))?;
+        }
+        Ok(())
+    }
+
     fn sync_current(&mut self) -> Result<(), DiskError> {
         #[cfg(feature = "canary")]
         if detcd_engine::canary::on(detcd_engine::canary::Canary::UnsyncedAck) {
@@ -442,6 +475,7 @@ impl Wal {
         }
         let mut file = layout.fs.create(&tmp).map_err(|e| DiskError::io("create", &tmp, e))?;
         file.write_all(&header).map_err(|e| DiskError::io("write", &tmp, e))?;
+        file.preallocate(layout.preallocated_bytes()).map_err(|e| DiskError::io("preallocate", &tmp, e))?;
         file.sync().map_err(|e| DiskError::io("fsync", &tmp, e))?;
         layout.fs.rename(&tmp, &path).map_err(|e| DiskError::io("rename into place", &path, e))?;
         sync_dir(layout, &layout.wal_dir)?;
@@ -501,6 +535,7 @@ fn open_for_append(layout: &Layout, path: &Path, valid_bytes: u64, torn: bool) -
         // The repair must be durable before anything is appended after it.
         file.sync().map_err(|e| DiskError::io("fsync", path, e))?;
     }
+    file.preallocate(layout.preallocated_bytes()).map_err(|e| DiskError::io("preallocate", path, e))?;
     // A segment reopened after a restart: whatever it starts with, it holds more than a header.
     Ok(OpenSegment { file, len_bytes: valid_bytes, header_bytes: 0 })
 }

@@ -102,13 +102,34 @@ fn assert_same(actual: &Recovered, expected: &Recovered, context: &str) {
     assert_eq!(actual.entries, expected.entries, "entry contents ({context})");
 }
 
+/// Storage without preallocated segments: most tests check segment files byte for byte.
 fn open(dir: &TempDir) -> FileStorage {
-    FileStorage::open(dir.path()).expect("open")
+    open_with(dir, false)
+}
+
+/// Storage as production opens it (`preallocate`), or without preallocated segments.
+fn open_with(dir: &TempDir, preallocate: bool) -> FileStorage {
+    let storage = FileStorage::open(dir.path()).expect("open");
+    if preallocate {
+        storage
+    } else {
+        storage.without_preallocation()
+    }
 }
 
 /// Opens, loads and checks against `expected`; returns the storage, ready to append.
 fn reopen_and_check(dir: &TempDir, segment_bytes_max: u64, expected: &Recovered, context: &str) -> FileStorage {
-    let mut storage = open(dir).with_segment_bytes_max(segment_bytes_max);
+    reopen_and_check_with(dir, segment_bytes_max, expected, context, false)
+}
+
+fn reopen_and_check_with(
+    dir: &TempDir,
+    segment_bytes_max: u64,
+    expected: &Recovered,
+    context: &str,
+    preallocate: bool,
+) -> FileStorage {
+    let mut storage = open_with(dir, preallocate).with_segment_bytes_max(segment_bytes_max);
     let recovered = storage.load().unwrap_or_else(|e| panic!("load ({context}): {e}"));
     assert_same(&recovered, expected, context);
     storage
@@ -154,7 +175,8 @@ fn an_empty_directory_is_a_new_member() {
 }
 
 /// Randomized persists, snapshots of both kinds, reopens: what `load` gives is always what
-/// the reference disk holds.
+/// the reference disk holds. Segments are preallocated (as in production) or not, and a reopen
+/// may switch: either kind of WAL reads back whole under either setting.
 #[test]
 fn round_trip_matches_the_reference_disk() {
     // What the runs went through, all seeds together: the scenario is only as good as its mix.
@@ -163,7 +185,11 @@ fn round_trip_matches_the_reference_disk() {
         let dir = TempDir::new(&format!("round-trip-{seed}"));
         let mut rng = StdRng::seed_from_u64(seed);
         let segment_bytes_max = rng.gen_range(200..3000);
-        let mut storage = open(&dir).with_segment_bytes_max(segment_bytes_max).with_snapshot_files_kept(3);
+        // Its own generator, so that the preallocation draws leave the scenario's as it was.
+        let mut preallocation_rng = StdRng::seed_from_u64(seed + 1000);
+        let mut storage = open_with(&dir, preallocation_rng.gen_bool(0.5))
+            .with_segment_bytes_max(segment_bytes_max)
+            .with_snapshot_files_kept(3);
         assert_same(&storage.load().expect("load"), &Recovered::default(), "start");
         let mut reference = Reference::default();
         let mut term = 1;
@@ -211,8 +237,10 @@ fn round_trip_matches_the_reference_disk() {
                 80..=89 => {
                     reopens += 1;
                     drop(storage);
-                    storage = reopen_and_check(&dir, segment_bytes_max, &reference.recovered(), &context)
-                        .with_snapshot_files_kept(3);
+                    let preallocate = preallocation_rng.gen_bool(0.5);
+                    storage =
+                        reopen_and_check_with(&dir, segment_bytes_max, &reference.recovered(), &context, preallocate)
+                            .with_snapshot_files_kept(3);
                 }
                 _ => assert_same(&storage.load().expect("load"), &reference.recovered(), &context),
             }
@@ -451,12 +479,18 @@ fn a_torn_last_record_is_truncated_at_every_cut_point() {
         assert_eq!(file_len(&path), intact_bytes, "repaired ({damage})");
     }
 
-    // Trailing zeros after whole records (a preallocated or half-extended file) go too.
+    // Trailing zeros after whole records (a preallocated or half-extended file) are no damage:
+    // they stay, and the next record overwrites them from where they begin.
     let mut bytes = full.clone();
     bytes.extend_from_slice(&[0; 4096]);
     fs::write(&path, &bytes).expect("write");
-    reopen_and_check(&dir, u64::MAX, &with_last.recovered(), "trailing zeros");
-    assert_eq!(file_len(&path), full.len() as u64);
+    let mut storage = reopen_and_check(&dir, u64::MAX, &with_last.recovered(), "trailing zeros");
+    assert_eq!(file_len(&path), bytes.len() as u64, "the zeros stay");
+    let next = persist(vec![entry(5, 1, 50)], Some(hard_state(1, 1, 5)));
+    storage.persist(std::slice::from_ref(&next)).expect("persist over the zeros");
+    drop(storage);
+    with_last.apply(&next);
+    reopen_and_check(&dir, u64::MAX, &with_last.recovered(), "appended over trailing zeros");
 }
 
 #[test]
@@ -629,6 +663,45 @@ fn reopening_after_load_appends_to_the_last_segment() {
         assert_eq!(segment_files(&storage).len(), 1, "one segment, appended to");
     }
     reopen_and_check(&dir, u64::MAX, &reference.recovered(), "end");
+}
+
+/// Production preallocates each segment to its bound, so that an fdatasync after an append
+/// writes no inode. The zeros after the last record are not damage: a reopen appends where they
+/// begin, and a finished segment is cut to its records before the next one starts.
+#[test]
+fn preallocated_segments_end_in_zeros_until_they_are_finished() {
+    const SEGMENT_BYTES_MAX: u64 = 300;
+    let dir = TempDir::new("preallocated");
+    let mut reference = Reference::default();
+    let mut index = 1;
+    for round in 0..12u64 {
+        // Every other reopen without preallocation: a WAL reads back the same either way.
+        let preallocate = round % 2 == 0;
+        let mut storage = reopen_and_check_with(
+            &dir,
+            SEGMENT_BYTES_MAX,
+            &reference.recovered(),
+            &format!("round {round}"),
+            preallocate,
+        );
+        let p = persist(entries(index..=index + 4, 1), Some(hard_state(1, 1, index)));
+        index += 5;
+        storage.persist(std::slice::from_ref(&p)).expect("persist");
+        reference.apply(&p);
+        let files = segment_files(&storage);
+        let (last, finished) = files.split_last().expect("a segment");
+        if preallocate {
+            assert_eq!(file_len(last), SEGMENT_BYTES_MAX, "round {round}: the open segment is preallocated");
+        }
+        for path in finished {
+            // Scanned as a segment that is not the last: a zero tail would be corruption.
+            scan_segment(path, &fs::read(path).expect("read"), false)
+                .unwrap_or_else(|e| panic!("round {round}: a finished segment holds its records alone: {e}"));
+        }
+    }
+    let segments = segment_files(&open(&dir)).len();
+    assert!(segments >= 3, "the WAL rolled over ({segments} segments)");
+    reopen_and_check(&dir, SEGMENT_BYTES_MAX, &reference.recovered(), "end");
 }
 
 #[test]
