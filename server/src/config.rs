@@ -84,7 +84,7 @@ const FLAGS: &[(&str, &str, &str)] = &[
     ("initial-cluster", "initial cluster: name=peerURL,...", "${name}=http://127.0.0.1:2380"),
     ("initial-cluster-state", "new (bootstrap a cluster) or existing (join one)", "new"),
     ("initial-cluster-token", "token that tells clusters apart during bootstrap", "etcd-cluster"),
-    ("snapshot-count", "applied entries between snapshots", "10000"),
+    ("snapshot-count", "applied entries between snapshots", "100000"),
     ("experimental-snapshot-catchup-entries", "log entries kept behind a snapshot for slow followers", "5000"),
     ("heartbeat-interval", "time of a heartbeat interval, in ms", "100"),
     ("election-timeout", "time of an election timeout, in ms", "1000"),
