@@ -359,16 +359,20 @@ pub async fn watch(global: &Global, args: &Args) -> Result<Report, String> {
     // Watcher w watches key w % key_total; put j goes to key j % key_total.
     let events_of_key = |k: u64| put_total / key_total + u64::from(k < put_total % key_total);
     let delivered = Arc::new(AtomicU64::new(0));
+    // Responses that carried events: how many events a server packs into one tells what a
+    // delivered event costs the client.
+    let event_responses = Arc::new(AtomicU64::new(0));
     let creating = Instant::now();
     let mut opened: Vec<WatchStream> = (0..streams)
         .map(|s| {
             let watchers: Vec<u64> = (0..per_stream).map(|k| (s * per_stream + k) % key_total).collect();
             let expected = watchers.iter().map(|&k| events_of_key(k)).sum();
             let keys = watchers.iter().map(|&k| key_bytes(k, key_size as usize)).collect();
-            let delivered = delivered.clone();
+            let (delivered, event_responses) = (delivered.clone(), event_responses.clone());
             let channel = channels[s as usize % channels.len()].clone();
             open_watch_stream(channel, keys, false, expected, move |events, _| {
                 delivered.fetch_add(events.len() as u64, Ordering::Relaxed);
+                event_responses.fetch_add(1, Ordering::Relaxed);
             })
         })
         .collect();
@@ -386,6 +390,7 @@ pub async fn watch(global: &Global, args: &Args) -> Result<Report, String> {
     let ending = EventsEnding { opened, progress, delivered, started, event_timeout, expected };
     let mut report = ending.report("watch", puts, streams * per_stream).await;
     report.extra.push(("streams".into(), json!(streams)));
+    report.extra.push(("event_responses".into(), json!(event_responses.load(Ordering::Relaxed))));
     report.extra.push(("watchers_created_s".into(), json!(created_s)));
     if let (Some(before), Some(with)) = (rss_before, rss_with_watchers) {
         report.extra.push(("server_rss_kib_before_watchers".into(), json!(before)));
