@@ -9,7 +9,7 @@
 //! then sees a [`Caller::Jwt`] and checks only the revision. A token that does not verify stays
 //! a [`Caller::Client`] token, which the engine does not know: "invalid auth token".
 //!
-//! Keys: RS*/PS* take RSA keys in PEM (PKCS#1 or PKCS#8), ES* EC keys (the private one in
+//! Keys: RS*/PS* take RSA keys in PEM (PKCS#1 or PKCS#8), ES256/ES384 EC keys (the private one in
 //! PKCS#8: `openssl pkcs8 -topk8 -nocrypt`), HS* the bytes of the `priv-key` file as the secret.
 //! Without `priv-key` (RS*, PS*, ES*) the member verifies but does not sign, and Authenticate
 //! fails as etcd's: "auth: token signing attempted with verify-only key". Unlike etcd, which
@@ -76,6 +76,12 @@ impl JwtTokens {
         private: Option<&[u8]>,
         ttl_s: u64,
     ) -> Result<JwtTokens, String> {
+        if sign_method == "ES512" {
+            // etcd takes it; ring (the one crypto stack in the tree) has no P-521.
+            return Err(
+                "--auth-token jwt: sign-method ES512 is not supported by detcd (no P-521); use ES256 or ES384".into()
+            );
+        }
         let algorithm: Algorithm =
             sign_method.parse().map_err(|_| format!("--auth-token jwt: unknown sign-method {sign_method:?}"))?;
         let bad =
@@ -260,5 +266,6 @@ mod tests {
         assert_eq!(other.verify(&hs.sign("a", 1, 0).unwrap(), 0), None);
         assert!(JwtTokens::from_keys("HS256", None, Some(b""), 60).is_err());
         assert!(JwtTokens::from_keys("none", None, Some(secret), 60).is_err());
+        assert!(JwtTokens::from_keys("ES512", Some(&public), Some(&private), 60).unwrap_err().contains("ES512"));
     }
 }
