@@ -12,7 +12,9 @@
 //! - passwords arrive hashed (bcrypt, by the member that received the request: the engine never
 //!   sees a password and never draws the salt);
 //! - simple tokens live in memory, as etcd's do: issued through raft (so every member knows
-//!   them), forgotten on restart, expiring `token_ttl` after their last use on each member.
+//!   them), forgotten on restart, expiring `token_ttl` after their last use on each member;
+//! - JWTs (`--auth-token jwt,...`) are signed and verified by the server (`detcd_server::jwt`)
+//!   and reach the engine as [`Caller::Jwt`]: only their auth revision is checked here.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,10 @@ pub enum Caller {
     /// A client, with the token its request carried (gRPC metadata `token` or
     /// `authorization`), if any.
     Client(Option<String>),
+    /// A client whose JWT the member verified (signature, algorithm and expiry) before
+    /// asking: the token's `username` and `revision` claims. JWTs are stateless: the engine
+    /// keeps nothing of them, and checks only the revision, as etcd's `isOpPermitted` does.
+    Jwt { user: String, revision: u64 },
 }
 
 /// A caller once its token was looked up.
@@ -152,6 +158,11 @@ impl AuthStore {
                 }
                 None => Err(Error::InvalidAuthToken),
             },
+            // etcd refuses a token issued before the last auth change ("revision of auth
+            // store is old"; clientv3 then authenticates again). etcd makes that check where
+            // it checks a key permission; here it is made for every request the token names.
+            Caller::Jwt { revision, .. } if *revision < self.revision => Err(Error::AuthOldRevision),
+            Caller::Jwt { user, .. } => Ok(Who::User(user.clone())),
         }
     }
 
@@ -649,6 +660,24 @@ mod tests {
         })
         .unwrap();
         assert_eq!(a.who(&Caller::Client(Some(token)), t0), Err(Error::InvalidAuthToken));
+    }
+
+    #[test]
+    fn jwt_callers_are_checked_by_revision_only() {
+        let mut a = store_with_user(&[]);
+        let t0 = Instant::from_nanos(0);
+        let rev = a.revision();
+        let at = |revision| Caller::Jwt { user: "u".into(), revision };
+        assert_eq!(a.who(&at(rev), t0), Ok(Who::User("u".into())));
+        // A token from a member ahead of this one is taken too (etcd checks `<` only).
+        assert_eq!(a.who(&at(rev + 1), t0), Ok(Who::User("u".into())));
+        assert_eq!(a.who(&at(rev - 1), t0), Err(Error::AuthOldRevision));
+        // Nothing is remembered: no token lives in the store.
+        assert_eq!(a.token_count(), 0);
+        a.role_add(&AuthRoleAddRequest { name: "r2".into() }).unwrap();
+        assert_eq!(a.who(&at(rev), t0), Err(Error::AuthOldRevision));
+        a.disable();
+        assert_eq!(a.who(&at(0), t0), Ok(Who::Anyone));
     }
 
     #[test]

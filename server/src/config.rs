@@ -30,7 +30,9 @@ pub struct ServerConfig {
     pub election_timeout_ms: u64,
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
-    /// `--auth-token-ttl`, seconds.
+    /// `--auth-token`: simple tokens or JWTs.
+    pub auth_token: AuthToken,
+    /// `--auth-token-ttl`, seconds (simple tokens only; a JWT's lifetime is its `ttl` option).
     pub auth_token_ttl_s: u64,
     /// `--bcrypt-cost`.
     pub bcrypt_cost: u32,
@@ -72,6 +74,120 @@ impl TlsFiles {
     }
 }
 
+/// What `--auth-token` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthToken {
+    Simple,
+    Jwt(JwtOptions),
+}
+
+/// `--auth-token jwt,pub-key=PATH,priv-key=PATH,sign-method=ALG[,ttl=DURATION]`, as etcd 3.4
+/// parses it (`auth/options.go`). The files are read when the member starts (`crate::jwt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtOptions {
+    /// PEM public key (RS*, PS*, ES*); empty for HS*.
+    pub pub_key: String,
+    /// PEM private key (RS*, PS*, ES*), or the HMAC secret's file (HS*); empty: verify only.
+    pub priv_key: String,
+    /// RS256/384/512, PS256/384/512, ES256/384/512 or HS256/384/512.
+    pub sign_method: String,
+    /// How long a token is valid after it is issued (etcd's default: 5 minutes).
+    pub ttl_ms: u64,
+}
+
+pub const JWT_SIGN_METHODS: &[&str] =
+    &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512"];
+
+impl AuthToken {
+    pub fn parse(text: &str) -> Result<AuthToken, String> {
+        let mut parts = text.split(',');
+        match parts.next().unwrap_or_default() {
+            "simple" => {
+                if text != "simple" {
+                    return Err(format!("--auth-token: simple takes no options, got {text:?}"));
+                }
+                Ok(AuthToken::Simple)
+            }
+            "jwt" => {
+                let mut o = JwtOptions {
+                    pub_key: String::new(),
+                    priv_key: String::new(),
+                    sign_method: String::new(),
+                    ttl_ms: 300_000,
+                };
+                for part in parts {
+                    let (k, v) = part
+                        .split_once('=')
+                        .ok_or_else(|| format!("--auth-token jwt: expected option=value, got {part:?}"))?;
+                    match k {
+                        "pub-key" => o.pub_key = v.to_string(),
+                        "priv-key" => o.priv_key = v.to_string(),
+                        "sign-method" => o.sign_method = v.to_string(),
+                        "ttl" => o.ttl_ms = go_duration_ms(v).map_err(|e| format!("--auth-token jwt: ttl={v}: {e}"))?,
+                        other => {
+                            return Err(format!(
+                                "--auth-token jwt: unknown option {other:?} (pub-key, priv-key, sign-method, ttl)"
+                            ))
+                        }
+                    }
+                }
+                if !JWT_SIGN_METHODS.contains(&o.sign_method.as_str()) {
+                    return Err(format!(
+                        "--auth-token jwt: sign-method={:?} is not one of {}",
+                        o.sign_method,
+                        JWT_SIGN_METHODS.join(", ")
+                    ));
+                }
+                if o.ttl_ms < 1000 {
+                    return Err("--auth-token jwt: ttl must be at least 1s (a JWT's exp is in seconds)".into());
+                }
+                if o.sign_method.starts_with("HS") {
+                    if o.priv_key.is_empty() {
+                        return Err("--auth-token jwt: HMAC sign methods need priv-key (the secret's file)".into());
+                    }
+                } else if o.pub_key.is_empty() {
+                    return Err(format!("--auth-token jwt: sign-method={} needs pub-key", o.sign_method));
+                }
+                Ok(AuthToken::Jwt(o))
+            }
+            other => Err(format!("--auth-token: unknown token kind {other:?} (simple or jwt)")),
+        }
+    }
+}
+
+/// A Go duration (`5m`, `1m30s`, `1.5h`, `300ms`) in milliseconds, rounded down.
+pub fn go_duration_ms(text: &str) -> Result<u64, String> {
+    if text == "0" {
+        return Ok(0);
+    }
+    let mut rest = text;
+    let mut total_ms = 0f64;
+    if rest.is_empty() {
+        return Err("empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or("a number needs a unit")?;
+        let number: f64 = rest[..digits].parse().map_err(|_| format!("bad number in {text:?}"))?;
+        rest = &rest[digits..];
+        let unit = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale_ms = match &rest[..unit] {
+            "ns" => 1e-6,
+            "us" | "µs" => 1e-3,
+            "ms" => 1.0,
+            "s" => 1e3,
+            "m" => 60e3,
+            "h" => 3600e3,
+            other => return Err(format!("unknown unit {other:?} in {text:?}")),
+        };
+        total_ms += number * scale_ms;
+        rest = &rest[unit..];
+    }
+    if total_ms > 1e15 {
+        return Err(format!("{text:?} is too long"));
+    }
+    Ok(total_ms as u64)
+}
+
 /// (flag, what it sets, default), in `--help` order.
 const FLAGS: &[(&str, &str, &str)] = &[
     ("name", "human-readable name of this member", "default"),
@@ -90,7 +206,11 @@ const FLAGS: &[(&str, &str, &str)] = &[
     ("election-timeout", "time of an election timeout, in ms", "1000"),
     ("quota-backend-bytes", "raise an alarm when the store exceeds this size", "2147483648"),
     ("max-request-bytes", "largest client request accepted, in bytes", "1572864"),
-    ("auth-token", "auth token kind: simple (jwt is not supported yet)", "simple"),
+    (
+        "auth-token",
+        "simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256|PS256|ES256|HS256 (or 384/512)[,ttl=5m]",
+        "simple",
+    ),
     ("auth-token-ttl", "seconds a simple auth token lives past its last use", "300"),
     ("bcrypt-cost", "bcrypt cost of stored passwords (4..31)", "10"),
     ("log-level", "debug, info, warn or error", "info"),
@@ -208,6 +328,7 @@ impl ServerConfig {
             election_timeout_ms: number("election-timeout")?,
             quota_backend_bytes: number("quota-backend-bytes")?,
             max_request_bytes: number("max-request-bytes")? as usize,
+            auth_token: AuthToken::parse(&get("auth-token"))?,
             auth_token_ttl_s: number("auth-token-ttl")?,
             bcrypt_cost: number("bcrypt-cost")? as u32,
             log_level: get("log-level"),
@@ -232,11 +353,6 @@ impl ServerConfig {
         };
         if config.heartbeat_interval_ms == 0 || config.election_timeout_ms < 5 * config.heartbeat_interval_ms {
             return Err("--election-timeout must be at least 5 times --heartbeat-interval".into());
-        }
-        match get("auth-token").split(',').next().unwrap_or_default() {
-            "simple" => {}
-            "jwt" => return Err("--auth-token jwt: JWT tokens are not supported yet; use simple (the default)".into()),
-            other => return Err(format!("--auth-token: unknown token kind {other:?} (simple or jwt)")),
         }
         if config.auth_token_ttl_s == 0 {
             return Err("--auth-token-ttl must be at least 1 second".into());
@@ -349,8 +465,47 @@ mod tests {
             "--listen-client-urls 127.0.0.1:2379",
             "--name other --initial-cluster m1=http://127.0.0.1:2380",
             "--heartbeat-interval 100 --election-timeout 200",
+            "--auth-token nope",
+            "--auth-token simple,ttl=5m",
+            "--auth-token jwt",
+            "--auth-token jwt,pub-key=a,priv-key=b",
+            "--auth-token jwt,pub-key=a,priv-key=b,sign-method=XX256",
+            "--auth-token jwt,pub-key=a,priv-key=b,sign-method=RS256,ttl=5",
+            "--auth-token jwt,pub-key=a,priv-key=b,sign-method=RS256,ttl=5x",
+            "--auth-token jwt,pub-key=a,priv-key=b,sign-method=RS256,ttl=500ms",
+            "--auth-token jwt,pub-key=a,priv-key=b,sign-method=RS256,colour=red",
+            "--auth-token jwt,pub-key=a,priv-key=b,sign-method=RS256,oops",
+            "--auth-token jwt,priv-key=b,sign-method=ES256",
+            "--auth-token jwt,pub-key=a,sign-method=HS256",
         ] {
             assert!(ServerConfig::parse(&args(bad), &[]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn jwt_options_parse_as_etcd_does() {
+        let c =
+            ServerConfig::parse(&args("--auth-token jwt,pub-key=/k.pub,priv-key=/k,sign-method=RS256"), &[]).unwrap();
+        let want = JwtOptions {
+            pub_key: "/k.pub".into(),
+            priv_key: "/k".into(),
+            sign_method: "RS256".into(),
+            ttl_ms: 300_000,
+        };
+        assert_eq!(c.auth_token, AuthToken::Jwt(want.clone()));
+        let c = ServerConfig::parse(&args("--auth-token=jwt,sign-method=ES384,pub-key=/k.pub,ttl=1m30s"), &[]).unwrap();
+        assert_eq!(
+            c.auth_token,
+            AuthToken::Jwt(JwtOptions { sign_method: "ES384".into(), priv_key: "".into(), ttl_ms: 90_000, ..want })
+        );
+        let c =
+            ServerConfig::parse(&[], &[("ETCD_AUTH_TOKEN".into(), "jwt,priv-key=/s,sign-method=HS512,ttl=2s".into())])
+                .unwrap();
+        assert!(matches!(c.auth_token, AuthToken::Jwt(JwtOptions { ttl_ms: 2000, .. })));
+        assert_eq!(ServerConfig::parse(&[], &[]).unwrap().auth_token, AuthToken::Simple);
+        assert_eq!(go_duration_ms("1.5h"), Ok(5_400_000));
+        assert_eq!(go_duration_ms("10m"), Ok(600_000));
+        assert_eq!(go_duration_ms("1s500ms"), Ok(1_500));
+        assert!(go_duration_ms("").is_err() && go_duration_ms("m").is_err() && go_duration_ms("3").is_err());
     }
 }

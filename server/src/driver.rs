@@ -132,9 +132,32 @@ pub struct Handle {
     auth_enabled: Arc<AtomicBool>,
     /// The member's metrics (`GET /metrics`), updated by the driver and the gRPC server.
     metrics: Arc<Metrics>,
+    /// With `--auth-token jwt,...`: client tokens are verified here, on the caller's task,
+    /// before the engine sees them (`crate::jwt`).
+    jwt: Option<Arc<crate::jwt::JwtTokens>>,
 }
 
 impl Handle {
+    /// Verifies client JWTs with `tokens` from now on (set before the handle is cloned for
+    /// the client services).
+    pub fn set_jwt(&mut self, tokens: Arc<crate::jwt::JwtTokens>) {
+        self.jwt = Some(tokens);
+    }
+
+    pub fn jwt(&self) -> Option<&Arc<crate::jwt::JwtTokens>> {
+        self.jwt.as_ref()
+    }
+
+    /// `caller` as the engine is to see it: a verified JWT becomes [`Caller::Jwt`].
+    ///
+    /// [`Caller::Jwt`]: detcd_engine::auth::Caller::Jwt
+    pub fn verified(&self, caller: detcd_engine::auth::Caller) -> detcd_engine::auth::Caller {
+        match &self.jwt {
+            Some(tokens) => tokens.caller(caller, crate::jwt::unix_now_s()),
+            None => caller,
+        }
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -166,6 +189,7 @@ impl Handle {
 
     /// A client's request, checked against auth as `caller`.
     pub async fn call_as(&self, caller: detcd_engine::auth::Caller, request: Request) -> Result<Response, Error> {
+        let caller = self.verified(caller);
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::Request { caller, request, reply }).await.map_err(|_| Error::Stopped)?;
         answer.await.map_err(|_| Error::Stopped)?
@@ -323,6 +347,7 @@ impl<S: Storage + 'static> Driver<S> {
             learner: learner.clone(),
             auth_enabled: auth_enabled.clone(),
             metrics: metrics.clone(),
+            jwt: None,
         });
         let driver = Driver {
             node,
@@ -357,6 +382,7 @@ impl<S: Storage + 'static> Driver<S> {
                 learner,
                 auth_enabled,
                 metrics,
+                jwt: None,
             },
         )
     }

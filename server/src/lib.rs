@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod grpc;
 #[cfg(not(madsim))]
 pub mod http;
+pub mod jwt;
 pub mod metrics;
 pub mod peer;
 pub mod timer;
@@ -117,7 +118,10 @@ pub async fn serve<S: Storage + 'static>(
     let outbox = move |handle: Handle| -> Box<dyn driver::Outbox> {
         Box::new(peer::PeerOutbox::new(member_id, own_peer_urls, cluster_id, peer_urls, handle))
     };
-    let (driver, handle) = Driver::new(node, storage, outbox, clock);
+    let (driver, mut handle) = Driver::new(node, storage, outbox, clock);
+    if let config::AuthToken::Jwt(options) = &config.auth_token {
+        handle.set_jwt(std::sync::Arc::new(jwt::JwtTokens::load(options)?));
+    }
     tracing::info!(name = %config.name, member = format!("{member_id:x}"), cluster = format!("{cluster_id:x}"),
         data_dir = %config.data_dir.display(), "starting detcd member");
 

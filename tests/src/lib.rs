@@ -38,6 +38,13 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// Runs the openssl command in `dir` (keys and certificates for the TLS and JWT tests;
+/// tests/run-all.sh installs it when missing).
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A fresh directory under the temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use detcd_tests::{etcdctl, etcdctl_stdin, fails, ok, Cluster};
+use detcd_tests::{detcd_bin, etcdctl, etcdctl_stdin, fails, free_port, ok, openssl, Cluster, TempDir};
 
 const FAST_BCRYPT: &[&str] = &["--bcrypt-cost=4"];
 
@@ -175,4 +175,129 @@ fn auth_across_three_members_and_the_gateway() {
         std::thread::sleep(Duration::from_millis(100));
     }
     ok(as_user(&all, root, &["auth", "disable"]));
+}
+
+/// An RSA key pair made by openssl in `dir`: (`jwt.pub`, `jwt.key`).
+fn rsa_key_pair(dir: &TempDir) -> (String, String) {
+    openssl(&dir.0, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "jwt.key"]);
+    openssl(&dir.0, &["pkey", "-in", "jwt.key", "-pubout", "-out", "jwt.pub"]);
+    let path = |f: &str| dir.0.join(f).to_str().expect("UTF-8 temp dir").to_string();
+    (path("jwt.pub"), path("jwt.key"))
+}
+
+/// JWT tokens (`--auth-token jwt,...`, RS256, a 2 s ttl) on three members sharing one key
+/// pair: etcdctl with `--user`, a token issued by one member accepted by the others at once
+/// (no raft round), a tampered token and an expired one refused with etcd's "invalid auth
+/// token", a token older than the last auth change refused with "revision of auth store is old".
+#[test]
+fn jwt_tokens_across_three_members() {
+    let keys = TempDir::new("jwt-keys");
+    let (public, private) = rsa_key_pair(&keys);
+    let jwt = format!("--auth-token=jwt,pub-key={public},priv-key={private},sign-method=RS256,ttl=2s");
+    let c = Cluster::start_with(3, "jwt", &["--bcrypt-cost=4", &jwt]);
+    let eps: Vec<String> = c.members.iter().map(|m| m.endpoint()).collect();
+    let root = "root:rootpw";
+    assert!(ok(etcdctl(&eps[0], &["user", "add", root])).contains("User root created"));
+    assert!(ok(etcdctl(&eps[0], &["auth", "enable"])).contains("Authentication Enabled"));
+    assert_eq!(ok(as_user(&eps[0], root, &["put", "foo", "bar"])), "OK\n");
+    assert_eq!(ok(as_user(&eps[0], root, &["get", "foo", "--print-value-only"])), "bar\n");
+    let err = fails(as_user(&eps[0], "root:wrong", &["get", "foo"]));
+    assert!(err.contains("etcdserver: authentication failed, invalid user ID or password"), "{err}");
+    let err = fails(etcdctl(&eps[0], &["get", "foo"]));
+    assert!(err.contains("etcdserver: user name is empty"), "{err}");
+
+    // Every member has applied the enable.
+    for (i, ep) in eps.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = etcdctl(ep, &["get", "foo"]);
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            if !out.status.success() && err.contains("etcdserver: user name is empty") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "member {i}: {err}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    // A token from member 0, through the gateway: a JWT, taken by members 1 and 2 at once.
+    let base = |i: usize| format!("http://{}", eps[i].trim_start_matches("http://"));
+    let (code, body) = curl_post(&base(0), "/v3/auth/authenticate", r#"{"name":"root","password":"rootpw"}"#, None);
+    assert_eq!(code, 200, "{body}");
+    let token = body.split("\"token\":\"").nth(1).and_then(|t| t.split('"').next()).expect("a token").to_string();
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
+    for i in [1, 2] {
+        let (code, body) = curl_post(&base(i), "/v3/kv/range", r#"{"key":"Zm9v"}"#, Some(&token));
+        assert!(code == 200 && body.contains("\"count\":\"1\""), "member {i}: {code} {body}");
+    }
+    // Tampered: the signature's last characters changed, or another user's payload.
+    let mut tampered = token.clone();
+    let tail = tampered.split_off(token.len() - 4);
+    tampered.push_str(if tail == "AAAA" { "BBBB" } else { "AAAA" });
+    let parts: Vec<&str> = token.split('.').collect();
+    // base64url of {"exp":9999999999,"revision":2,"username":"root"}
+    let forged =
+        format!("{}.eyJleHAiOjk5OTk5OTk5OTksInJldmlzaW9uIjoyLCJ1c2VybmFtZSI6InJvb3QifQ.{}", parts[0], parts[2]);
+    for bad in [tampered.as_str(), forged.as_str(), "simple.7"] {
+        let (code, body) = curl_post(&base(1), "/v3/kv/range", r#"{"key":"Zm9v"}"#, Some(bad));
+        assert!(code == 401 && body.contains("etcdserver: invalid auth token"), "{bad}: {code} {body}");
+    }
+    // etcdctl itself on another member (it authenticates there).
+    assert_eq!(ok(as_user(&eps[2], root, &["get", "foo", "--print-value-only"])), "bar\n");
+
+    // Past its ttl (2 s; exp is in whole seconds): refused.
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, body) = curl_post(&base(1), "/v3/kv/range", r#"{"key":"Zm9v"}"#, Some(&token));
+    assert!(code == 401 && body.contains("etcdserver: invalid auth token"), "{code} {body}");
+
+    // A token issued before an auth change is old.
+    let (code, body) = curl_post(&base(2), "/v3/auth/authenticate", r#"{"name":"root","password":"rootpw"}"#, None);
+    assert_eq!(code, 200, "{body}");
+    let token = body.split("\"token\":\"").nth(1).and_then(|t| t.split('"').next()).expect("a token").to_string();
+    ok(as_user(&eps[0], root, &["user", "add", "alice:alicepw"]));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, body) = curl_post(&base(2), "/v3/kv/range", r#"{"key":"Zm9v"}"#, Some(&token));
+        if code == 400 && body.contains("etcdserver: revision of auth store is old") {
+            break;
+        }
+        assert!(code == 200 && Instant::now() < deadline, "{code} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(as_user(&eps[1], root, &["auth", "disable"]));
+}
+
+/// A member given bad JWT options or keys refuses to start, saying why.
+#[test]
+fn jwt_bad_options_refuse_to_start() {
+    let keys = TempDir::new("jwt-bad");
+    let (public, private) = rsa_key_pair(&keys);
+    std::fs::write(keys.0.join("junk.pem"), "not a key").unwrap();
+    let junk = keys.0.join("junk.pem").to_str().unwrap().to_string();
+    for (option, why) in [
+        (format!("jwt,pub-key={public},priv-key={private},sign-method=XX256"), "sign-method"),
+        (format!("jwt,pub-key={public},priv-key={private},sign-method=RS256,ttl=5q"), "ttl"),
+        (format!("jwt,pub-key={public},priv-key={private},sign-method=RS256,colour=red"), "unknown option"),
+        (format!("jwt,pub-key={junk},priv-key={private},sign-method=RS256"), "pub-key is not an RSA public key"),
+        (format!("jwt,pub-key={public},priv-key={junk},sign-method=RS256"), "priv-key is not an RSA private key"),
+        (format!("jwt,pub-key={public}.missing,priv-key={private},sign-method=RS256"), "cannot read pub-key"),
+    ] {
+        let data = keys.0.join("data");
+        let (client, peer) = (free_port(), free_port());
+        let out = std::process::Command::new(detcd_bin())
+            .args([
+                format!("--auth-token={option}"),
+                format!("--data-dir={}", data.display()),
+                format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster=default=http://127.0.0.1:{peer}"),
+            ])
+            .output()
+            .expect("run detcd");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && text.contains(why), "{option}: {text}");
+        let _ = std::fs::remove_dir_all(&data);
+    }
 }

@@ -6,12 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use detcd_tests::{detcd_bin, etcdctl_command, free_port, TempDir};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
+use detcd_tests::{detcd_bin, etcdctl_command, free_port, openssl, TempDir};
 
 /// A CA (`{ca}.pem`, `{ca}-key.pem`) and, signed by it, `{name}.pem` / `{name}-key.pem` for
 /// 127.0.0.1 with the extended key usage `usage` (serverAuth, clientAuth).

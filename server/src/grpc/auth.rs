@@ -4,7 +4,8 @@
 //!   the hash is replicated (and the salt's randomness stays out of the engine);
 //! - Authenticate reads the user's hash on this member, checks the password, draws a random
 //!   simple token and proposes it (etcd's InternalAuthenticateRequest), so every member knows
-//!   the token (`token.index`).
+//!   the token (`token.index`); with `--auth-token jwt,...` it signs a JWT instead, with no
+//!   raft round (`crate::jwt`).
 
 use detcd_engine::auth::Caller;
 use detcd_engine::node::{Request, Response};
@@ -85,6 +86,15 @@ impl Auth for AuthService {
         let ok = blocking(move || bcrypt::verify(password, &hash).unwrap_or(false)).await.unwrap_or(false);
         if !ok {
             return Err(status(Error::AuthFailed));
+        }
+        if let Some(tokens) = self.handle.jwt() {
+            let token = tokens.sign(&name, revision, crate::jwt::unix_now_s()).map_err(Status::unknown)?;
+            // The header as any local answer has it.
+            let header = match self.handle.call(Request::AuthStatus(AuthStatusRequest {})).await.map_err(status)? {
+                Response::AuthStatus(s) => s.header,
+                other => return Err(unexpected(&other)),
+            };
+            return Ok(GrpcResponse::new(AuthenticateResponse { header, token }));
         }
         let issue = AuthTokenIssue { name, token: random_token()?, auth_revision: revision };
         match self.handle.call_as(Caller::Client(None), Request::Authenticate(issue)).await.map_err(status)? {

@@ -22,7 +22,8 @@ impl Watch for WatchService {
     ) -> Result<GrpcResponse<Self::WatchStream>, Status> {
         super::voters_only(&self.handle)?;
         let stream = self.handle.new_watch_stream();
-        let caller = super::caller(&req);
+        // A JWT is verified once, when the stream opens (etcd looks at it at each create).
+        let caller = self.handle.verified(super::caller(&req));
         let mut requests = req.into_inner();
         let (responses_tx, responses_rx) = mpsc::channel::<WatchResponse>(WATCH_SEND_BUFFER);
         self.handle
