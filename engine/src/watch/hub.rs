@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use detcd_proto::etcdserverpb::{
@@ -57,8 +58,9 @@ struct Watcher {
     /// etcd's encoding (see [`KeyRange`]): no `range_end` = `key` alone, `"\0"` = from `key`
     /// on. An empty request key has been replaced by `"\0"`, as etcd does. The range end is
     /// boxed: most watchers watch one key, and every byte of a watcher counts 100,000 times
-    /// over (its map entry is 24 bytes smaller).
-    key: Bytes,
+    /// over (its map entry is 24 bytes smaller). The key is an `Arc<[u8]>` (16 bytes, where
+    /// `Bytes` takes 32), shared with the other watchers of the key.
+    key: Arc<[u8]>,
     range_end: Option<Box<Bytes>>,
     /// The first revision whose events the watcher wants (a request's 0 resolved to
     /// `current + 1` at creation).
@@ -179,7 +181,7 @@ pub struct WatchHub {
     streams: BTreeMap<StreamId, Stream>,
     watchers: BTreeMap<WatcherRef, Watcher>,
     /// Synced single-key watchers by key: a write finds them with one lookup per event.
-    synced_keys: BTreeMap<Bytes, BTreeSet<WatcherRef>>,
+    synced_keys: BTreeMap<Arc<[u8]>, BTreeSet<WatcherRef>>,
     /// Synced range watchers: checked against every event of a write. (etcd keeps them in an
     /// interval tree; a scan is simpler and fine while range watchers are few.)
     synced_ranges: BTreeSet<WatcherRef>,
@@ -308,17 +310,17 @@ impl WatchHub {
         // Copied out of the request, so that a long-lived watcher never pins a request buffer;
         // shared with the synced watchers of the same key when there are some (many watchers
         // of one key are the common case: one copy, not one allocation per watcher).
-        let key = if req.key.is_empty() {
-            Bytes::from_static(b"\0")
+        let key: Arc<[u8]> = if req.key.is_empty() {
+            Arc::from(&b"\0"[..])
         } else if let Some((shared, _)) = self.synced_keys.get_key_value(&req.key[..]) {
             shared.clone()
         } else {
-            Bytes::copy_from_slice(&req.key)
+            Arc::from(&req.key[..])
         };
         let range_end = Bytes::copy_from_slice(&req.range_end);
         if req.start_revision < 0 {
             refuse(st, Error::Compacted.message());
-        } else if !range_end.is_empty() && range_end[..] != [0] && key >= range_end {
+        } else if !range_end.is_empty() && range_end[..] != [0] && key[..] >= range_end[..] {
             refuse(st, CANCEL_REASON_EMPTY_RANGE);
         } else if req.watch_id != AUTO_WATCH_ID && st.watch_ids.contains(&req.watch_id) {
             refuse(st, CANCEL_REASON_DUPLICATE_ID);
@@ -432,7 +434,7 @@ impl WatchHub {
             // One event (a put, a delete of one key: the common write): each matching watcher
             // gets it as it is, without gathering per watcher first.
             let key = &event.kv.as_ref().expect("events carry a kv").key;
-            let single = self.synced_keys.get(key).into_iter().flatten();
+            let single = self.synced_keys.get(&key[..]).into_iter().flatten();
             let ranges = self.synced_ranges.iter().filter(|r| self.watchers[r].range().contains(key));
             let targets: Vec<WatcherRef> = single.chain(ranges).copied().collect();
             for r in targets {
@@ -443,7 +445,7 @@ impl WatchHub {
             let mut batches: BTreeMap<WatcherRef, Vec<Event>> = BTreeMap::new();
             for event in events {
                 let key = &event.kv.as_ref().expect("events carry a kv").key;
-                let single = self.synced_keys.get(key).into_iter().flatten();
+                let single = self.synced_keys.get(&key[..]).into_iter().flatten();
                 let ranges = self.synced_ranges.iter().filter(|r| self.watchers[r].range().contains(key));
                 for r in single.chain(ranges) {
                     if let Some(view) = self.watchers[r].view(event) {
